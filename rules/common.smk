@@ -1,0 +1,60 @@
+# Shared definitions: config validation, the run plan, input helpers, resources.
+import os
+
+from snakemake.exceptions import WorkflowError
+
+from entmap import config as entmap_config
+
+SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
+try:
+    PLAN = entmap_config.load_plan(config, SCHEMA)
+except ValueError as exc:
+    raise WorkflowError(f"entmap: {exc}") from None
+
+MODELS = list(PLAN.models)  # personalized models, "subject/method"
+SHARDS = PLAN.shard_names
+SEEDS = entmap_config.seeds(config)
+GENERATION = entmap_config.generation_settings(config)
+BASE_MODEL = entmap_config.base_model_id(config)
+SCORER = entmap_config.scorer_spec(config)
+RUNTIME = {"device": config["device"], "dtype": config["dtype"], "threads": config["torch_threads"]}
+SUITE = config["prompts"]["suite"]
+
+
+wildcard_constraints:
+    subject="[a-z0-9_-]+",
+    method="ti|lora|cd|external",
+    shard="[0-9]+",
+
+
+def base_model_input(wildcards):
+    """The tiny base is a workflow output; a pretrained base is loaded by id."""
+    return [entmap_config.TINY_BASE_DIR] if config["base"]["kind"] == "tiny" else []
+
+
+def scorer_input(wildcards):
+    return [entmap_config.TINY_SCORER_DIR] if config["scorer"]["kind"] == "tiny" else []
+
+
+def reference_dir(wildcards):
+    refs = config["subjects"][wildcards.subject]["references"]
+    return refs if isinstance(refs, str) else f"results/references/{wildcards.subject}"
+
+
+def subject_identity(wildcards):
+    """Only the keys a subject's adapter depends on (so other edits do not retrain it)."""
+    subject = config["subjects"][wildcards.subject]
+    return {"category": subject["category"], "class_word": subject["class_word"]}
+
+
+def shard_prompt_ids(wildcards):
+    return list(PLAN.shard(wildcards.shard).prompt_ids)
+
+
+def gpu_mem_mb(base_mb):
+    """Memory request that grows with each retry (attempt 1, 2, ...)."""
+    return lambda wildcards, attempt: base_mb * attempt
+
+
+def gpu_runtime(base_minutes):
+    return lambda wildcards, attempt: base_minutes * attempt

@@ -1,0 +1,57 @@
+# Seed-matched generation. Base images are generated once and shared by every model.
+
+
+rule generate_base:
+    input:
+        base=base_model_input,
+        suite=SUITE,
+    output:
+        "results/images/base/{shard}.parquet",
+    params:
+        model="base",
+        adapter=None,
+        prompt_ids=shard_prompt_ids,
+        seeds=SEEDS,
+        settings=GENERATION,
+        base_model=BASE_MODEL,
+        runtime=RUNTIME,
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(16000),
+        runtime=gpu_runtime(60),
+    log:
+        "results/logs/generate/base/{shard}.log",
+    benchmark:
+        "results/benchmarks/generate/base/{shard}.tsv"
+    script:
+        "../workflow_scripts/generate.py"
+
+
+rule generate_personalized:
+    input:
+        base=base_model_input,
+        suite=SUITE,
+        adapter="results/adapters/{subject}/{method}/adapter.safetensors",
+        meta="results/adapters/{subject}/{method}/meta.json",
+    output:
+        "results/images/{subject}/{method}/{shard}.parquet",
+    params:
+        model="{subject}/{method}",
+        adapter="results/adapters/{subject}/{method}",
+        prompt_ids=shard_prompt_ids,
+        seeds=SEEDS,
+        settings=GENERATION,
+        base_model=BASE_MODEL,
+        runtime=RUNTIME,
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(16000),
+        runtime=gpu_runtime(60),
+    log:
+        "results/logs/generate/{subject}/{method}/{shard}.log",
+    benchmark:
+        "results/benchmarks/generate/{subject}/{method}/{shard}.tsv"
+    script:
+        "../workflow_scripts/generate.py"

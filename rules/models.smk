@@ -1,0 +1,15 @@
+# Tiny random-weight base pipeline and CLIP scorer (only when the config asks for kind: tiny).
+
+
+rule build_tiny_base:
+    output:
+        sd=directory(entmap_config.TINY_BASE_DIR),
+        clip=directory(entmap_config.TINY_SCORER_DIR),
+    params:
+        base_seed=config["base"].get("tiny_seed", 0),
+        scorer_seed=config["scorer"].get("tiny_seed", 0),
+    log:
+        "results/logs/build_tiny_base.log",
+    localrule: True
+    script:
+        "../workflow_scripts/build_tiny_base.py"

@@ -1,0 +1,13 @@
+# Synthetic reference images; subjects with a folder of real images skip this rule.
+
+
+rule make_references:
+    output:
+        directory("results/references/{subject}"),
+    params:
+        spec=lambda wildcards: config["subjects"][wildcards.subject]["references"],
+    log:
+        "results/logs/make_references/{subject}.log",
+    localrule: True
+    script:
+        "../workflow_scripts/make_references.py"

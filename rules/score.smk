@@ -1,0 +1,27 @@
+# CLIP alignment of every generated image.
+
+
+rule score:
+    input:
+        images="results/images/{model}/{shard}.parquet",
+        scorer=scorer_input,
+        suite=SUITE,
+    output:
+        "results/scores/{model}/{shard}.parquet",
+    wildcard_constraints:
+        model="base|[a-z0-9_-]+/(ti|lora|cd|external)",
+    params:
+        scorer=SCORER,
+        prompt_ids=shard_prompt_ids,
+        runtime=RUNTIME,
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(8000),
+        runtime=gpu_runtime(30),
+    log:
+        "results/logs/score/{model}/{shard}.log",
+    benchmark:
+        "results/benchmarks/score/{model}/{shard}.tsv"
+    script:
+        "../workflow_scripts/score.py"

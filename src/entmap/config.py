@@ -1,0 +1,184 @@
+"""Workflow configuration: schema validation, semantic checks and the derived run plan.
+
+The Snakefile calls :func:`load_plan` before any rule is defined, so a bad
+config stops the run before a job starts, with a message naming the key (or
+file) and the fix. Everything the rules need (selected prompts, shards,
+personalized models, per-subject settings) is derived here, in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from entmap.prompts import Shard, load_prompts, make_shards, select_prompts
+from entmap.references import check_reference_folder
+
+#: Where derived artefacts of tiny models live (outputs of build_tiny_base).
+TINY_BASE_DIR = "results/models/tiny-sd"
+TINY_SCORER_DIR = "results/models/tiny-clip"
+
+#: Methods the workflow can train.
+TRAINED_METHODS: tuple[str, ...] = ("ti",)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key or file and the fix."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run does, derived from a validated config."""
+
+    config: dict[str, Any]
+    prompts: pd.DataFrame
+    shards: tuple[Shard, ...]
+    models: tuple[str, ...]  # personalized models as "subject/method"
+
+    @property
+    def shard_names(self) -> list[str]:
+        return [s.name for s in self.shards]
+
+    def shard(self, name: str) -> Shard:
+        for shard in self.shards:
+            if shard.name == name:
+                return shard
+        raise KeyError(f"unknown shard {name!r}")
+
+    def shard_prompts(self, name: str) -> pd.DataFrame:
+        ids = set(self.shard(name).prompt_ids)
+        return self.prompts[self.prompts["id"].isin(ids)].reset_index(drop=True)
+
+    @property
+    def subjects(self) -> dict[str, dict[str, Any]]:
+        return self.config["subjects"]
+
+
+def validate_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> None:
+    """Validate ``config`` against the JSON schema; raise ConfigError listing every problem."""
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for error in errors:
+            where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+            lines.append(f"  config key {where}: {_short_message(error)}")
+        raise ConfigError("invalid configuration (see " + str(schema_path) + "):\n" + "\n".join(lines))
+
+
+def _short_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "oneOf" and error.context:
+        best = min(error.context, key=lambda e: len(e.message))
+        return best.message
+    return error.message
+
+
+def check_semantics(config: dict[str, Any]) -> None:
+    """Checks the schema cannot express: cross-references, files, seed counts."""
+    problems = []
+    gen = config["generation"]
+    if 2 * config["noise_floor"]["pairs"] > gen["seeds"]:
+        problems.append(
+            f"noise_floor.pairs = {config['noise_floor']['pairs']} needs at least "
+            f"{2 * config['noise_floor']['pairs']} seeds, but generation.seeds = {gen['seeds']}"
+        )
+    if config["base"]["kind"] == "pretrained" and not config["base"].get("model"):
+        problems.append("base.model must name a diffusers folder or hub id when base.kind is pretrained")
+    if config["scorer"]["kind"] == "open_clip" and not config["scorer"].get("model"):
+        problems.append("scorer.model must name an open_clip model when scorer.kind is open_clip")
+    for name, subject in config["subjects"].items():
+        where = f"subjects.{name}"
+        if subject["category"] not in config["subject_categories"]:
+            problems.append(
+                f"{where}.category: unknown subject category {subject['category']!r}; "
+                f"use one of {sorted(config['subject_categories'])} or add it to subject_categories"
+            )
+        for method in subject["methods"]:
+            if method not in config["methods"]:
+                problems.append(f"{where}.methods: method {method!r} has no settings block methods.{method}")
+        refs = subject["references"]
+        if isinstance(refs, str):
+            try:
+                check_reference_folder(refs)
+            except ValueError as exc:
+                problems.append(f"{where}.references: {exc}")
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Plan:
+    """Validate ``config`` completely and derive the run plan."""
+    validate_config(config, schema_path)
+    check_semantics(config)
+    try:
+        prompts = select_prompts(
+            load_prompts(config["prompts"]["suite"]), config["prompts"].get("per_category")
+        )
+    except ValueError as exc:
+        raise ConfigError(f"prompts.suite: {exc}") from exc
+    shards = make_shards(list(prompts["id"]), config["prompts"]["shard_size"])
+    models = tuple(
+        f"{name}/{method}" for name, subject in config["subjects"].items() for method in subject["methods"]
+    )
+    return Plan(config=config, prompts=prompts, shards=tuple(shards), models=models)
+
+
+def method_settings(config: dict[str, Any], subject: str, method: str) -> dict[str, Any]:
+    """The training settings of ``method`` for ``subject``: the methods block plus overrides."""
+    settings = copy.deepcopy(config["methods"][method])
+    settings.update(config["subjects"][subject].get("train", {}).get(method, {}))
+    return settings
+
+
+def subject_token(config: dict[str, Any], subject: str) -> str:
+    """The placeholder token of a subject (default ``<subject>``)."""
+    return config["subjects"][subject].get("token") or f"<{subject}>"
+
+
+def base_model_id(config: dict[str, Any]) -> str:
+    """Folder or hub id of the base diffusers pipeline."""
+    return TINY_BASE_DIR if config["base"]["kind"] == "tiny" else config["base"]["model"]
+
+
+def scorer_spec(config: dict[str, Any]) -> dict[str, str | None]:
+    """open_clip model name and pretrained tag/file of the CLIP scorer."""
+    if config["scorer"]["kind"] == "tiny":
+        return {"model": f"local-dir:{TINY_SCORER_DIR}", "pretrained": None}
+    return {"model": config["scorer"]["model"], "pretrained": config["scorer"].get("pretrained")}
+
+
+def generation_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Everything that must be equal for two images to be seed-matched (the model aside)."""
+    gen = config["generation"]
+    return {
+        "base_model": base_model_id(config),
+        "steps": gen["steps"],
+        "guidance_scale": gen["guidance_scale"],
+        "resolution": gen["resolution"],
+        "negative_prompt": gen.get("negative_prompt", ""),
+        "scheduler": gen.get("scheduler", "ddim"),
+        "dtype": config["dtype"],
+        "batch_size": gen["batch_size"],
+    }
+
+
+def seeds(config: dict[str, Any]) -> list[int]:
+    """The K seeds z_1..z_K: first_seed, first_seed + 1, ..."""
+    first = config["generation"].get("first_seed", 0)
+    return list(range(first, first + config["generation"]["seeds"]))
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-serializable settings dict."""
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

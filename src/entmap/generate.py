@@ -1,0 +1,129 @@
+"""The ``generate`` stage: seed-matched images of one model for one shard of prompts.
+
+Image x(p, k, model) = G(p, z_k; model). The initial latent z_k is drawn from
+its own ``torch.Generator`` seeded with k, on the CPU in float32, then cast
+and moved: it depends only on (seed, resolution, dtype), never on the order
+of generation, the batch it lands in, or the device. Base and personalized
+models receive the exact same prompt text (no subject token is inserted).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from entmap.tables import IMAGES, write_table
+
+LATENT_CHANNELS = 4
+VAE_FACTOR = 8
+
+
+def initial_latents(
+    seeds: list[int], resolution: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """z_k for each seed: N(0, I) of shape (4, res/8, res/8) from ``torch.Generator().manual_seed(k)``."""
+    side = resolution // VAE_FACTOR
+    noise = [
+        torch.randn((LATENT_CHANNELS, side, side), generator=torch.Generator("cpu").manual_seed(s))
+        for s in seeds
+    ]
+    return torch.stack(noise).to(device=device, dtype=dtype)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode an image as PNG (deterministic for identical pixels)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> uint8 array (H, W, 3)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def generate_shard(
+    pipe,
+    prompts: pd.DataFrame,
+    seeds: list[int],
+    settings: dict[str, Any],
+    model_name: str,
+    settings_hash: str,
+) -> pd.DataFrame:
+    """Generate every (prompt, seed) image of ``prompts`` with ``pipe``; one row per image.
+
+    Jobs run in a fixed order (prompts in suite order, seeds ascending) in
+    batches of ``settings['batch_size']``, so the same shard with the same
+    batch size always sees the same batch composition.
+    """
+    jobs = [(row.id, row.text, seed) for row in prompts.itertuples() for seed in seeds]
+    batch_size = settings["batch_size"]
+    resolution = settings["resolution"]
+    device = pipe.device
+    dtype = pipe.unet.dtype
+    rows = []
+    for start in tqdm(range(0, len(jobs), batch_size), desc=f"generate {model_name}", mininterval=2):
+        batch = jobs[start : start + batch_size]
+        latents = initial_latents([seed for _, _, seed in batch], resolution, dtype, device)
+        with torch.inference_mode():
+            images = pipe(
+                prompt=[text for _, text, _ in batch],
+                negative_prompt=[settings.get("negative_prompt", "")] * len(batch),
+                latents=latents,
+                height=resolution,
+                width=resolution,
+                num_inference_steps=settings["steps"],
+                guidance_scale=settings["guidance_scale"],
+                output_type="pil",
+            ).images
+        for (prompt_id, _, seed), image in zip(batch, images, strict=True):
+            rows.append(
+                {
+                    "prompt_id": prompt_id,
+                    "seed": seed,
+                    "model": model_name,
+                    "settings_hash": settings_hash,
+                    "width": image.width,
+                    "height": image.height,
+                    "png": png_bytes(image),
+                }
+            )
+    return pd.DataFrame(rows, columns=IMAGES.names)
+
+
+def write_images(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    write_table(frame, path, IMAGES)
+
+
+def generate_model_shard(
+    base_model: str,
+    adapter_dir: str | os.PathLike[str] | None,
+    prompts: pd.DataFrame,
+    seeds: list[int],
+    settings: dict[str, Any],
+    model_name: str,
+    out_path: str | os.PathLike[str],
+    device: str = "auto",
+    dtype: str = "auto",
+    threads: int = 1,
+) -> None:
+    """Load the base pipeline (plus the adapter, if any), generate one shard, write its table."""
+    from entmap.config import settings_hash
+    from entmap.pipeline import apply_adapter, load_pipeline
+    from entmap.runtime import configure_torch, resolve_device, resolve_dtype
+
+    configure_torch(threads)
+    torch_device = resolve_device(device)
+    pipe = load_pipeline(base_model, torch_device, resolve_dtype(dtype, torch_device))
+    if adapter_dir is not None:
+        apply_adapter(pipe, adapter_dir)
+    frame = generate_shard(pipe, prompts, seeds, settings, model_name, settings_hash(settings))
+    write_images(frame, out_path)

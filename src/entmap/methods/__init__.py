@@ -1,0 +1,1 @@
+"""Personalization methods: each trains one adapter from a subject's reference images."""

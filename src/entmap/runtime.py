@@ -1,0 +1,62 @@
+"""Device, dtype, thread and logging setup shared by every job."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+import torch
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was requested but no CUDA GPU is visible; set device: auto or cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` is float16 on CUDA and float32 on CPU (half precision is slow and lossy on CPU)."""
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return _DTYPES[name]
+
+
+def configure_torch(threads: int) -> None:
+    """Fix intra-op threads and ask for deterministic kernels, so results repeat."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def job_log(path: str | os.PathLike[str] | None) -> Iterator[logging.Logger]:
+    """Send this job's stdout, stderr (tqdm bars included) and logging to ``path``."""
+    logger = logging.getLogger("entmap")
+    if path is None:
+        yield logger
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a", buffering=1, encoding="utf-8") as handle:
+        handler = logging.StreamHandler(handle)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+                yield logger
+        except BaseException:
+            logger.exception("job failed")
+            raise
+        finally:
+            logger.removeHandler(handler)
+            sys.stderr.flush()

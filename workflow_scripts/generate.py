@@ -1,0 +1,20 @@
+"""Rules generate_base and generate_personalized: see entmap.generate.generate_model_shard."""
+
+from entmap.generate import generate_model_shard
+from entmap.prompts import prompts_by_id
+from entmap.runtime import job_log
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+with job_log(sm.log[0]):
+    generate_model_shard(
+        base_model=sm.params.base_model,
+        adapter_dir=sm.params.adapter,
+        prompts=prompts_by_id(sm.input.suite, sm.params.prompt_ids),
+        seeds=sm.params.seeds,
+        settings=sm.params.settings,
+        model_name=sm.params.model,
+        out_path=sm.output[0],
+        device=sm.params.runtime["device"],
+        dtype=sm.params.runtime["dtype"],
+        threads=sm.params.runtime["threads"],
+    )

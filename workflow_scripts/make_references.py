@@ -1,0 +1,9 @@
+"""Rule make_references: see entmap.references.make_references."""
+
+from entmap.references import make_references
+from entmap.runtime import job_log
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+with job_log(sm.log[0]) as log:
+    files = make_references(sm.params.spec, sm.output[0])
+    log.info("wrote %d reference images to %s", len(files), sm.output[0])

@@ -1,0 +1,17 @@
+"""Rule noise_floor: see entmap.noise_floor.noise_floor_shard."""
+
+from entmap.noise_floor import noise_floor_shard
+from entmap.runtime import job_log
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+with job_log(sm.log[0]):
+    noise_floor_shard(
+        images_path=sm.input.images,
+        scores_path=sm.input.scores,
+        seeds=sm.params.seeds,
+        pairs=sm.params.pairs,
+        lpips_settings=sm.params.lpips,
+        out_path=sm.output[0],
+        device=sm.params.runtime["device"],
+        threads=sm.params.runtime["threads"],
+    )

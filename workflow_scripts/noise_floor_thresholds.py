@@ -1,0 +1,9 @@
+"""Rule noise_floor_thresholds: see entmap.noise_floor.merge_noise_floor."""
+
+from entmap.noise_floor import merge_noise_floor
+from entmap.runtime import job_log
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+with job_log(sm.log[0]) as log:
+    result = merge_noise_floor(list(sm.input), sm.params.percentile, sm.output[0])
+    log.info("noise floor: %s", result)
