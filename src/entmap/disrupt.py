@@ -95,13 +95,14 @@ def disrupt_shard(
     from entmap.runtime import configure_torch, resolve_device
 
     configure_torch(threads)
-    lpips = Lpips.from_settings(lpips_settings, resolve_device(device))
+    base_frame, pers_frame = read_table(base_images, IMAGES), read_table(pers_images, IMAGES)
+    check_matched(base_frame, pers_frame, str(base_images), str(pers_images))  # fail before loading models
     frame = compute_disruption(
-        read_table(base_images, IMAGES),
-        read_table(pers_images, IMAGES),
+        base_frame,
+        pers_frame,
         read_table(base_scores, SCORES),
         read_table(pers_scores, SCORES),
-        lpips,
+        Lpips.from_settings(lpips_settings, resolve_device(device)),
         model,
         names=(str(base_images), str(pers_images), str(base_scores), str(pers_scores)),
     )

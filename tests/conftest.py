@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny models built once per session, and a workflow run in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "schemas", "resources", "profiles", "config.yaml")
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny base pipeline and tiny scorer, built once (random weights from seed 0)."""
+    from entmap.tiny import build_tiny_base, build_tiny_scorer
+
+    root = tmp_path_factory.mktemp("tiny")
+    build_tiny_base(root / "tiny-sd", seed=0)
+    build_tiny_scorer(root / "tiny-clip", seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def small_config() -> dict:
+    """The default config cut down for tests: 6 prompts in 2 shards, 2 seeds, 2 subjects."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["prompts"].update(per_category=1, shard_size=3)
+    config["generation"].update(seeds=2, steps=4, batch_size=4)
+    config["noise_floor"]["pairs"] = 1
+    config["methods"]["ti"].update(steps=4, save_every=2)
+    config["subjects"] = {k: config["subjects"][k] for k in ("face1", "bands1")}
+    return config
+
+
+def make_workdir(path: Path, config: dict) -> Path:
+    """Copy the workflow into ``path`` (as a fresh clone would have it) with ``config``."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, path / name)
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 900, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the real snakemake CLI in ``workdir``."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    result = subprocess.run(
+        [SNAKEMAKE, *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """The small config run to the end with the real snakemake, once per session."""
+    workdir = make_workdir(tmp_path_factory.mktemp("run"), small_config())
+    snakemake(workdir, "--profile", "profiles/local", "--cores", "2")
+    return workdir

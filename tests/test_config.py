@@ -1,0 +1,102 @@
+"""Config validation stops a bad run with a message naming the key or file."""
+
+import copy
+
+import numpy as np
+import pytest
+from conftest import REPO
+from PIL import Image
+
+from entmap.config import ConfigError, load_plan, method_settings, settings_hash
+
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture
+def config(default_config, monkeypatch):
+    monkeypatch.chdir(REPO)
+    return copy.deepcopy(default_config)
+
+
+def test_default_config_is_valid_and_planned(config):
+    plan = load_plan(config, SCHEMA)
+    assert len(plan.prompts) == 12
+    assert plan.shard_names == ["000", "001"]
+    assert plan.models == ("face1/ti", "teapot1/ti", "bands1/ti")
+
+
+def expect_error(config, *fragments):
+    with pytest.raises(ConfigError) as info:
+        load_plan(config, SCHEMA)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_unknown_key(config):
+    config["generation"]["seedz"] = 3
+    expect_error(config, "generation", "'seedz' was unexpected")
+
+
+def test_wrong_type(config):
+    config["generation"]["seeds"] = "four"
+    expect_error(config, "generation.seeds", "'four' is not of type 'integer'")
+
+
+def test_unknown_method(config):
+    config["subjects"]["face1"]["methods"] = ["dreambooth-xl"]
+    expect_error(config, "subjects.face1.methods.0", "dreambooth-xl")
+
+
+def test_unknown_subject_category(config):
+    config["subjects"]["face1"]["category"] = "vehicle"
+    expect_error(config, "subjects.face1.category", "vehicle")
+
+
+def test_unknown_prompt_category_in_mapping(config):
+    config["subject_categories"]["face"] = "humans"
+    expect_error(config, "subject_categories.face", "humans")
+
+
+def test_missing_reference_folder(config, tmp_path):
+    missing = tmp_path / "no-such-folder"
+    config["subjects"]["face1"]["references"] = str(missing)
+    expect_error(config, "subjects.face1.references", str(missing), "does not exist")
+
+
+def test_bad_reference_image_is_named(config, tmp_path):
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((80, 80, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "3.png").write_bytes(b"not a png")
+    config["subjects"]["face1"]["references"] = str(folder)
+    expect_error(config, str(folder / "3.png"), "not a decodable image")
+
+
+def test_too_few_and_too_small_references(config, tmp_path):
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    Image.new("RGB", (80, 80)).save(folder / "a.png")
+    Image.new("RGB", (80, 80)).save(folder / "b.png")
+    config["subjects"]["face1"]["references"] = str(folder)
+    expect_error(config, "2 images found, at least 3")
+    Image.new("RGB", (80, 20)).save(folder / "c.png")
+    expect_error(config, str(folder / "c.png"), "too small")
+
+
+def test_subject_may_not_be_called_base(config):
+    config["subjects"]["base"] = config["subjects"].pop("face1")
+    expect_error(config, "subjects")
+
+
+def test_noise_floor_needs_enough_seeds(config):
+    config["noise_floor"]["pairs"] = 3
+    expect_error(config, "noise_floor.pairs = 3 needs at least 6 seeds")
+
+
+def test_per_subject_override_and_hash(config):
+    config["subjects"]["face1"]["train"] = {"ti": {"steps": 7}}
+    assert method_settings(config, "face1", "ti")["steps"] == 7
+    assert method_settings(config, "teapot1", "ti")["steps"] == config["methods"]["ti"]["steps"]
+    assert settings_hash({"a": 1, "b": 2}) == settings_hash({"b": 2, "a": 1})
+    assert settings_hash({"a": 1}) != settings_hash({"a": 2})

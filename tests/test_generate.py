@@ -1,0 +1,86 @@
+"""Seed matching and byte-identical regeneration."""
+
+import pandas as pd
+import pytest
+import torch
+
+from entmap.config import settings_hash
+from entmap.disrupt import MismatchError, check_matched, disrupt_shard
+from entmap.generate import generate_model_shard, initial_latents
+from entmap.tables import IMAGES, read_table
+
+SETTINGS = {"steps": 3, "guidance_scale": 7.5, "resolution": 64, "batch_size": 4, "negative_prompt": ""}
+PROMPTS = pd.DataFrame(
+    {
+        "id": ["p1", "p2", "p3"],
+        "category": ["people", "animals", "abstract"],
+        "text": ["a chef cooking in a kitchen", "a koala in a eucalyptus tree", "time frozen in mid-motion"],
+    }
+)
+
+
+def test_latent_depends_only_on_its_seed():
+    a = initial_latents([3, 1, 7], 64, torch.float32, torch.device("cpu"))
+    b = initial_latents([7, 3], 64, torch.float32, torch.device("cpu"))
+    assert torch.equal(a[0], b[1]) and torch.equal(a[2], b[0])
+    expected = torch.randn((4, 8, 8), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a[1], expected)
+
+
+@pytest.fixture(scope="module")
+def base_shard(tiny_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("gen") / "base.parquet"
+    generate_model_shard(
+        str(tiny_dir / "tiny-sd"), None, PROMPTS, [0, 1], SETTINGS, "base", path, "cpu", "float32", 1
+    )
+    return path
+
+
+def test_regenerated_shard_is_byte_identical(tiny_dir, base_shard, tmp_path):
+    again = tmp_path / "again.parquet"
+    generate_model_shard(
+        str(tiny_dir / "tiny-sd"), None, PROMPTS, [0, 1], SETTINGS, "base", again, "cpu", "float32", 1
+    )
+    first, second = read_table(base_shard, IMAGES), read_table(again, IMAGES)
+    assert len(first) == 6
+    assert list(first["png"]) == list(second["png"])
+    assert first[["prompt_id", "seed"]].values.tolist() == [
+        [p, s] for p in ("p1", "p2", "p3") for s in (0, 1)
+    ]
+    assert (first["settings_hash"] == settings_hash(SETTINGS)).all()
+    assert first["png"].nunique() == 6  # different prompts and seeds give different images
+
+
+def test_mismatched_shards_are_refused(base_shard, tmp_path):
+    base = read_table(base_shard, IMAGES)
+    check_matched(base, base.copy(), "a", "b")
+    with pytest.raises(MismatchError, match="only in the base"):
+        check_matched(base, base.iloc[1:], "a", "b")
+    shifted = base.assign(seed=base["seed"] + 1)
+    with pytest.raises(MismatchError, match="not seed-matched"):
+        check_matched(base, shifted, "a", "b")
+    rehashed = base.assign(settings_hash="other")
+    with pytest.raises(MismatchError):
+        check_matched(base, rehashed, "a", "b")
+
+
+def test_disrupt_names_the_mismatched_files(base_shard, tmp_path):
+    from entmap.tables import write_table
+
+    other = tmp_path / "pers.parquet"
+    frame = read_table(base_shard, IMAGES)
+    write_table(frame[frame["seed"] == 0], other, IMAGES)
+    with pytest.raises(MismatchError) as info:
+        disrupt_shard(
+            base_shard,
+            other,
+            "unused-a",
+            "unused-b",
+            "x/ti",
+            {"net": "alex", "backbone": "random"},
+            tmp_path / "d.parquet",
+            "cpu",
+            1,
+        )
+    assert str(base_shard) in str(info.value) and str(other) in str(info.value)
+    assert not (tmp_path / "d.parquet").exists()

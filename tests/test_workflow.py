@@ -1,0 +1,205 @@
+"""The real snakemake on the small tiny config: outputs, dry runs, incremental runs, crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import SNAKEMAKE, make_workdir, small_config, snakemake
+from PIL import Image
+
+from entmap.generate import decode_png
+from entmap.tables import CELLS, DISRUPTION, IMAGES, NOISE_PAIRS, SCORES, read_table
+
+pytestmark = pytest.mark.workflow
+
+JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", re.MULTILINE)
+
+
+def dry_run_jobs(workdir, *args) -> list[tuple[str, str]]:
+    """(rule, outputs) of every job a dry run schedules."""
+    out = snakemake(workdir, "-n", *args).stdout
+    jobs = []
+    for rule, body in JOB.findall(out):
+        match = re.search(r"^    output: (.*)$", body, re.MULTILINE)
+        jobs.append((rule, match.group(1) if match else ""))
+    return jobs
+
+
+def test_default_run_writes_the_map(finished_run):
+    results = finished_run / "results"
+    for name in (
+        "maps/cells.parquet",
+        "maps/e_sem.csv",
+        "maps/e_per.csv",
+        "noise_floor.json",
+        "figures/entanglement_map.png",
+        "figures/entanglement_map.pdf",
+    ):
+        assert (results / name).is_file(), name
+    cells = read_table(results / "maps/cells.parquet", CELLS)
+    assert len(cells) == 6 * 2  # 6 prompts x 2 personalized models
+    assert set(cells["model"]) == {"face1/ti", "bands1/ti"}
+    # cells are the seed means of the per-seed disruption tables
+    seeds = pd.concat([read_table(p, DISRUPTION) for p in sorted(results.glob("disruption/*/*/*.parquet"))])
+    manual = seeds.groupby(["prompt_id", "model"])["lpips"].mean()
+    merged = cells.set_index(["prompt_id", "model"])["e_per"]
+    np.testing.assert_allclose(merged.loc[manual.index].to_numpy(), manual.to_numpy())
+    # Textual Inversion changes one new embedding row, which non-target prompts never use:
+    # with seed matching its images must be identical to the base images, so its disruption is exactly 0.
+    assert (cells["e_sem"] == 0).all() and (cells["e_per"] == 0).all()
+    # noise floor = numpy's 95th percentile of the base seed-pair shifts
+    pairs = pd.concat([read_table(p, NOISE_PAIRS) for p in sorted(results.glob("noise_floor/*.parquet"))])
+    floor = json.loads((results / "noise_floor.json").read_text())
+    assert len(pairs) == 6  # 6 prompts x 1 pair
+    assert floor["tau_sem"] == pytest.approx(np.percentile(pairs["d_sem"], 95))
+    assert floor["tau_per"] == pytest.approx(np.percentile(pairs["lpips"], 95))
+    assert floor["tau_per"] > 0  # different seeds do differ
+    wide = pd.read_csv(results / "maps/e_sem.csv", index_col=0)
+    assert list(wide.columns) == ["category", "text", "face1/ti", "bands1/ti"]
+    figure = np.asarray(Image.open(results / "figures/entanglement_map.png").convert("L"))
+    assert figure.shape[0] > 300 and figure.std() > 10
+
+
+def test_base_and_personalized_shards_are_seed_matched(finished_run):
+    results = finished_run / "results"
+    for shard in ("000", "001"):
+        base = read_table(results / f"images/base/{shard}.parquet", IMAGES)
+        assert len(base) == 3 * 2
+        for model in ("face1/ti", "bands1/ti"):
+            pers = read_table(results / f"images/{model}/{shard}.parquet", IMAGES)
+            key = ["prompt_id", "seed", "settings_hash"]
+            assert pers[key].values.tolist() == base[key].values.tolist()
+            scores = read_table(results / f"scores/{model}/{shard}.parquet", SCORES)
+            assert scores[key].values.tolist() == base[key].values.tolist()
+
+
+def test_every_rule_wrote_its_log(finished_run):
+    logs = finished_run / "results" / "logs"
+    for rule in (
+        "build_tiny_base",
+        "make_references",
+        "train",
+        "generate",
+        "score",
+        "disrupt",
+        "noise_floor",
+        "noise_floor_thresholds",
+        "merge_map",
+        "figures",
+    ):
+        assert list(logs.glob(f"{rule}*")), rule
+    assert "textual inversion <face1>" in (logs / "train/face1/ti.log").read_text()
+
+
+def test_adding_a_subject_schedules_only_its_jobs(finished_run):
+    assert dry_run_jobs(finished_run) == []  # nothing left to do
+    config_path = finished_run / "config.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["subjects"]["teapot1"] = {
+        "category": "object",
+        "class_word": "teapot",
+        "references": {"synthetic": "object", "count": 4},
+        "methods": ["ti"],
+    }
+    try:
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        jobs = dry_run_jobs(finished_run)
+    finally:
+        config_path.write_text(original)
+    rules = sorted(rule for rule, _ in jobs)
+    assert rules == sorted(
+        [
+            "make_references",
+            "train_ti",
+            "generate_personalized",
+            "generate_personalized",
+            "score",
+            "score",
+            "disrupt",
+            "disrupt",
+            "merge_map",
+            "figure_map",
+            "all",
+        ]
+    )
+    for rule, outputs in jobs:
+        if rule not in ("merge_map", "figure_map", "all"):
+            assert "teapot1" in outputs, (rule, outputs)
+        assert "base" not in outputs and "face1" not in outputs and "noise_floor" not in outputs
+
+
+def test_dry_runs_show_the_whole_dag(tmp_path, default_config):
+    workdir = make_workdir(tmp_path, default_config)
+    for args in ((), ("--profile", "profiles/slurm")):
+        jobs = dry_run_jobs(workdir, *args)
+        counts = pd.Series([rule for rule, _ in jobs]).value_counts().to_dict()
+        assert counts == {
+            "score": 8,
+            "generate_personalized": 6,
+            "disrupt": 6,
+            "make_references": 3,
+            "train_ti": 3,
+            "generate_base": 2,
+            "noise_floor": 2,
+            "build_tiny_base": 1,
+            "noise_floor_thresholds": 1,
+            "merge_map": 1,
+            "figure_map": 1,
+            "all": 1,
+        }, args
+    assert not (workdir / "results").exists()
+
+
+def test_bad_config_stops_before_any_job(tmp_path, default_config):
+    config = dict(default_config, generation=dict(default_config["generation"], seeds="ten"))
+    workdir = make_workdir(tmp_path, config)
+    result = snakemake(workdir, "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert "generation.seeds" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_sigkill_midway_then_rerun_completes_with_whole_outputs(tmp_path, finished_run):
+    workdir = make_workdir(tmp_path, small_config())
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen(
+            [SNAKEMAKE, "--profile", "profiles/local", "--cores", "2"],
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.time() + 600
+    adapters = workdir / "results" / "adapters"
+    while time.time() < deadline and not list(adapters.glob("*/ti/adapter.safetensors")):
+        time.sleep(0.2)
+    time.sleep(3)  # let the next jobs start, then kill everything mid-flight
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (workdir / "results/maps/cells.parquet").exists()
+    for path in (workdir / "results").rglob("*.parquet"):
+        pd.read_parquet(path)  # whatever is under a final name is whole
+
+    snakemake(workdir, "--unlock")
+    rerun = snakemake(workdir, "--profile", "profiles/local", "--cores", "2")
+    assert "Finished" in rerun.stdout + rerun.stderr
+    assert not list((workdir / "results").rglob("*.tmp"))
+    # the recovered run equals the uninterrupted one, byte for byte
+    for shard in sorted((finished_run / "results/images").rglob("*.parquet")):
+        rel = shard.relative_to(finished_run)
+        assert list(read_table(workdir / rel, IMAGES)["png"]) == list(read_table(shard, IMAGES)["png"]), rel
+        for png in read_table(workdir / rel, IMAGES)["png"]:
+            assert decode_png(png).shape == (64, 64, 3)
+    a = read_table(workdir / "results/maps/cells.parquet", CELLS)
+    b = read_table(finished_run / "results/maps/cells.parquet", CELLS)
+    pd.testing.assert_frame_equal(a, b)
