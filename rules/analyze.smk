@@ -19,5 +19,7 @@ rule merge_map:
     log:
         "results/logs/merge_map.log",
     localrule: True
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/merge_map.py"

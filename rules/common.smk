@@ -1,9 +1,15 @@
 # Shared definitions: config validation, the run plan, input helpers, resources.
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 
-from entmap import config as entmap_config
+# The rules run the package of this checkout, installed or not (also inside --sdm conda envs).
+ENTMAP_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, ENTMAP_SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ENTMAP_SRC, os.environ.get("PYTHONPATH")]))
+
+from entmap import config as entmap_config  # noqa: E402
 
 SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 try:
@@ -58,3 +64,6 @@ def gpu_mem_mb(base_mb):
 
 def gpu_runtime(base_minutes):
     return lambda wildcards, attempt: base_minutes * attempt
+
+
+CONDA_ENV = "../envs/entmap.yaml"

@@ -22,6 +22,8 @@ rule disrupt:
         "results/logs/disrupt/{subject}/{method}/{shard}.log",
     benchmark:
         "results/benchmarks/disrupt/{subject}/{method}/{shard}.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/disrupt.py"
 
@@ -44,6 +46,8 @@ rule noise_floor:
         runtime=gpu_runtime(30),
     log:
         "results/logs/noise_floor/{shard}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/noise_floor.py"
 
@@ -58,5 +62,7 @@ rule noise_floor_thresholds:
     log:
         "results/logs/noise_floor_thresholds.log",
     localrule: True
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/noise_floor_thresholds.py"

@@ -11,5 +11,7 @@ rule figure_map:
     log:
         "results/logs/figures/entanglement_map.log",
     localrule: True
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/figure_map.py"

@@ -24,6 +24,8 @@ rule generate_base:
         "results/logs/generate/base/{shard}.log",
     benchmark:
         "results/benchmarks/generate/base/{shard}.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/generate.py"
 
@@ -53,5 +55,7 @@ rule generate_personalized:
         "results/logs/generate/{subject}/{method}/{shard}.log",
     benchmark:
         "results/benchmarks/generate/{subject}/{method}/{shard}.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/generate.py"

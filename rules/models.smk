@@ -11,5 +11,7 @@ rule build_tiny_base:
     log:
         "results/logs/build_tiny_base.log",
     localrule: True
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/build_tiny_base.py"

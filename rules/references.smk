@@ -9,5 +9,7 @@ rule make_references:
     log:
         "results/logs/make_references/{subject}.log",
     localrule: True
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/make_references.py"

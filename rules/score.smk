@@ -23,5 +23,7 @@ rule score:
         "results/logs/score/{model}/{shard}.log",
     benchmark:
         "results/benchmarks/score/{model}/{shard}.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/score.py"

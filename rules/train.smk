@@ -26,5 +26,7 @@ rule train_ti:
         "results/logs/train/{subject}/ti.log",
     benchmark:
         "results/benchmarks/train/{subject}/ti.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/train.py"

@@ -160,6 +160,15 @@ def test_dry_runs_show_the_whole_dag(tmp_path, default_config):
     assert not (workdir / "results").exists()
 
 
+def test_another_configfile_replaces_the_default(tmp_path, default_config):
+    workdir = make_workdir(tmp_path, default_config)
+    other = dict(default_config, subjects={"solo": default_config["subjects"]["face1"]})
+    (workdir / "other.yaml").write_text(yaml.safe_dump(other))
+    subjects = {re.search(r"results/adapters/([^/]+)/", out).group(1)
+                for rule, out in dry_run_jobs(workdir, "--configfile", "other.yaml") if rule == "train_ti"}
+    assert subjects == {"solo"}  # not merged with config.yaml's subjects
+
+
 def test_bad_config_stops_before_any_job(tmp_path, default_config):
     config = dict(default_config, generation=dict(default_config["generation"], seeds="ten"))
     workdir = make_workdir(tmp_path, config)
