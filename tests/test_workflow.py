@@ -164,8 +164,11 @@ def test_another_configfile_replaces_the_default(tmp_path, default_config):
     workdir = make_workdir(tmp_path, default_config)
     other = dict(default_config, subjects={"solo": default_config["subjects"]["face1"]})
     (workdir / "other.yaml").write_text(yaml.safe_dump(other))
-    subjects = {re.search(r"results/adapters/([^/]+)/", out).group(1)
-                for rule, out in dry_run_jobs(workdir, "--configfile", "other.yaml") if rule == "train_ti"}
+    subjects = {
+        re.search(r"results/adapters/([^/]+)/", out).group(1)
+        for rule, out in dry_run_jobs(workdir, "--configfile", "other.yaml")
+        if rule == "train_ti"
+    }
     assert subjects == {"solo"}  # not merged with config.yaml's subjects
 
 
