@@ -66,10 +66,11 @@ def plot_entanglement_map(
     vmax = np.nanmax(matrix) if np.isfinite(matrix).any() and np.nanmax(matrix) > 0 else 1.0
     image = ax.imshow(matrix, aspect="auto", cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
     label = {"e_sem": "E_sem  (mean |Δ CLIP cosine|)", "e_per": "E_per  (mean LPIPS)"}.get(value, value)
-    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).set_label(label)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.035, pad=0.11)
+    colorbar.set_label(label)
     if tau is not None:
         ys, xs = np.nonzero(matrix > tau)
-        ax.scatter(xs, ys, s=6, c="cyan", marker="o", linewidths=0, label=f"> noise floor ({tau:.3g})")
+        ax.scatter(xs, ys, s=14, c="cyan", marker="o", linewidths=0, label=f"> noise floor ({tau:.3g})")
         if len(xs):
             ax.legend(loc="upper right", bbox_to_anchor=(1.0, 1.08), fontsize=7, frameon=False)
     boundaries = np.flatnonzero(rows["category"].to_numpy()[1:] != rows["category"].to_numpy()[:-1]) + 1
@@ -78,21 +79,23 @@ def plot_entanglement_map(
     starts = np.concatenate([[0], boundaries])
     ends = np.concatenate([boundaries, [n_rows]])
     for start, end in zip(starts, ends, strict=True):
-        ax.text(
-            -0.6 if not show_text else n_cols - 0.4,
-            (start + end - 1) / 2,
+        ax.annotate(
             rows["category"].iloc[start],
-            ha="right" if not show_text else "left",
+            xy=(1.01, (start + end - 1) / 2),
+            xycoords=("axes fraction", "data"),
+            ha="left",
             va="center",
             fontsize=8,
             fontweight="bold",
-            transform=ax.transData,
         )
     if show_text:
         ax.set_yticks(range(n_rows), [t if len(t) <= 45 else t[:44] + "…" for t in rows["text"]], fontsize=7)
     else:
         ax.set_yticks([])
-    ax.set_xticks(range(n_cols), columns, rotation=60, ha="right", fontsize=8)
+    category = cells.drop_duplicates("model").set_index("model")["subject_category"]
+    ax.set_xticks(
+        range(n_cols), [f"{m} ({category[m]})" for m in columns], rotation=60, ha="right", fontsize=8
+    )
     ax.set_xlabel("personalized model (subject/method)")
     ax.set_title(f"Concept Entanglement Map ({value})")
     return save_figure(fig, stem)
