@@ -15,7 +15,7 @@ rule merge_map:
     params:
         models=MODELS,
         prompt_ids=list(PLAN.prompts["id"]),
-        subjects={name: {"category": s["category"]} for name, s in config["subjects"].items()},
+        subjects=subject_categories(),
     log:
         "results/logs/merge_map.log",
     localrule: True

@@ -25,12 +25,15 @@ BASE_MODEL = entmap_config.base_model_id(config)
 SCORER = entmap_config.scorer_spec(config)
 RUNTIME = {"device": config["device"], "dtype": config["dtype"], "threads": config["torch_threads"]}
 SUITE = config["prompts"]["suite"]
+CLASS_IMAGE_COUNTS = entmap_config.class_image_counts(config)  # class word -> images
+CLASS_WORDS = {entmap_config.class_slug(word): word for word in CLASS_IMAGE_COUNTS}
 
 
 wildcard_constraints:
     subject="[a-z0-9_-]+",
     method="ti|lora|cd|external",
     shard="[0-9]+",
+    class_slug="[a-z0-9-]+",
 
 
 def base_model_input(wildcards):
@@ -42,6 +45,14 @@ def scorer_input(wildcards):
     return [entmap_config.TINY_SCORER_DIR] if config["scorer"]["kind"] == "tiny" else []
 
 
+def adapter_inputs(wildcards):
+    """What a personalized model is made of: its adapter files, or an external source and audit."""
+    folder = f"results/adapters/{wildcards.subject}/{wildcards.method}"
+    if wildcards.method == "external":
+        return [f"{folder}/meta.json", config["external"][wildcards.subject]["path"]]
+    return [f"{folder}/meta.json", f"{folder}/adapter.safetensors"]
+
+
 def reference_dir(wildcards):
     refs = config["subjects"][wildcards.subject]["references"]
     return refs if isinstance(refs, str) else f"results/references/{wildcards.subject}"
@@ -51,6 +62,12 @@ def subject_identity(wildcards):
     """Only the keys a subject's adapter depends on (so other edits do not retrain it)."""
     subject = config["subjects"][wildcards.subject]
     return {"category": subject["category"], "class_word": subject["class_word"]}
+
+
+def subject_categories():
+    """Subject category of every personalized model's subject (trained or external)."""
+    names = [model.split("/")[0] for model in MODELS]
+    return {name: {"category": entmap_config.subject_category(config, name)} for name in names}
 
 
 def shard_prompt_ids(wildcards):

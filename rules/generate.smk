@@ -34,8 +34,7 @@ rule generate_personalized:
     input:
         base=base_model_input,
         suite=SUITE,
-        adapter="results/adapters/{subject}/{method}/adapter.safetensors",
-        meta="results/adapters/{subject}/{method}/meta.json",
+        adapter=adapter_inputs,
     output:
         "results/images/{subject}/{method}/{shard}.parquet",
     params:

@@ -1,32 +1,115 @@
-# Personalization: one adapter per subject x method.
+# Personalization: one adapter per subject x method; audited external adapters; class images.
 
 
-rule train_ti:
+def class_images_input(wildcards):
+    """The prior-preservation class images a subject x method needs (none without prior)."""
+    settings = entmap_config.method_settings(config, wildcards.subject, wildcards.method)
+    if not settings.get("prior_preservation", False):
+        return []
+    word = config["subjects"][wildcards.subject]["class_word"]
+    return [f"results/class_images/{entmap_config.class_slug(word)}"]
+
+
+rule train:
     input:
         base=base_model_input,
         references=reference_dir,
+        class_images=class_images_input,
     output:
-        adapter="results/adapters/{subject}/ti/adapter.safetensors",
-        meta="results/adapters/{subject}/ti/meta.json",
-        train_log="results/adapters/{subject}/ti/train_log.parquet",
-        trajectory="results/adapters/{subject}/ti/trajectory.safetensors",
+        adapter="results/adapters/{subject}/{method}/adapter.safetensors",
+        meta="results/adapters/{subject}/{method}/meta.json",
+        train_log="results/adapters/{subject}/{method}/train_log.parquet",
+    wildcard_constraints:
+        method="lora|cd",
     params:
-        method="ti",
         subject=subject_identity,
-        token=lambda wildcards: entmap_config.subject_token(config, wildcards.subject),
-        settings=lambda wildcards: entmap_config.method_settings(config, wildcards.subject, "ti"),
+        token=lambda wildcards: entmap_config.method_token(config, wildcards.subject, wildcards.method),
+        settings=lambda wildcards: entmap_config.method_settings(config, wildcards.subject, wildcards.method),
+        base_model=BASE_MODEL,
+        runtime=RUNTIME,
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(24000),
+        runtime=gpu_runtime(120),
+    log:
+        "results/logs/train/{subject}/{method}.log",
+    benchmark:
+        "results/benchmarks/train/{subject}/{method}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/train.py"
+
+
+use rule train as train_ti with:
+    output:
+        adapter="results/adapters/{subject}/{method}/adapter.safetensors",
+        meta="results/adapters/{subject}/{method}/meta.json",
+        train_log="results/adapters/{subject}/{method}/train_log.parquet",
+        trajectory="results/adapters/{subject}/{method}/trajectory.safetensors",
+    wildcard_constraints:
+        method="ti",
+
+
+rule class_images:
+    input:
+        base=base_model_input,
+    output:
+        directory("results/class_images/{class_slug}"),
+    params:
+        class_word=lambda wildcards: CLASS_WORDS[wildcards.class_slug],
+        n_images=lambda wildcards: CLASS_IMAGE_COUNTS[CLASS_WORDS[wildcards.class_slug]],
+        settings=GENERATION,
         base_model=BASE_MODEL,
         runtime=RUNTIME,
     threads: config["torch_threads"]
     resources:
         gpu=1,
         mem_mb=gpu_mem_mb(16000),
-        runtime=gpu_runtime(120),
+        runtime=gpu_runtime(60),
     log:
-        "results/logs/train/{subject}/ti.log",
+        "results/logs/class_images/{class_slug}.log",
     benchmark:
-        "results/benchmarks/train/{subject}/ti.tsv"
+        "results/benchmarks/class_images/{class_slug}.tsv"
     conda:
         CONDA_ENV
     script:
-        "../workflow_scripts/train.py"
+        "../workflow_scripts/class_images.py"
+
+
+rule audit_external:
+    input:
+        base=base_model_input,
+        source=lambda wildcards: config["external"][wildcards.subject]["path"],
+    output:
+        meta="results/adapters/{subject}/external/meta.json",
+    params:
+        spec=lambda wildcards: config["external"][wildcards.subject],
+        base_model=BASE_MODEL,
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    log:
+        "results/logs/audit_external/{subject}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/audit_external.py"
+
+
+rule example_external_adapter:
+    input:
+        base=base_model_input,
+    output:
+        "results/examples/{name}.safetensors",
+    params:
+        base_model=BASE_MODEL,
+        runtime=RUNTIME,
+    threads: config["torch_threads"]
+    log:
+        "results/logs/example_external_adapter/{name}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/example_external_adapter.py"

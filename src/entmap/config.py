@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from entmap.external import check_source
 from entmap.prompts import Shard, load_prompts, make_shards, select_prompts
 from entmap.references import check_reference_folder
 
@@ -27,8 +29,8 @@ from entmap.references import check_reference_folder
 TINY_BASE_DIR = "results/models/tiny-sd"
 TINY_SCORER_DIR = "results/models/tiny-clip"
 
-#: Methods the workflow can train.
-TRAINED_METHODS: tuple[str, ...] = ("ti",)
+#: Methods the workflow can train; audited adapters are the method "external".
+TRAINED_METHODS: tuple[str, ...] = ("ti", "lora", "cd")
 
 
 class ConfigError(ValueError):
@@ -112,6 +114,19 @@ def check_semantics(config: dict[str, Any]) -> None:
                 check_reference_folder(refs)
             except ValueError as exc:
                 problems.append(f"{where}.references: {exc}")
+    for name, entry in config.get("external", {}).items():
+        if name in config["subjects"]:
+            problems.append(f"external.{name}: the name is also a subject; use another name")
+        if entry["category"] not in config["subject_categories"]:
+            problems.append(
+                f"external.{name}.category: unknown subject category {entry['category']!r}; "
+                f"use one of {sorted(config['subject_categories'])}"
+            )
+        if not _produced_by_workflow(entry["path"]):
+            try:
+                check_source(name, entry)
+            except ValueError as exc:
+                problems.append(str(exc))
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
@@ -129,7 +144,7 @@ def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Pl
     shards = make_shards(list(prompts["id"]), config["prompts"]["shard_size"])
     models = tuple(
         f"{name}/{method}" for name, subject in config["subjects"].items() for method in subject["methods"]
-    )
+    ) + tuple(f"{name}/external" for name in config.get("external", {}))
     return Plan(config=config, prompts=prompts, shards=tuple(shards), models=models)
 
 
@@ -143,6 +158,42 @@ def method_settings(config: dict[str, Any], subject: str, method: str) -> dict[s
 def subject_token(config: dict[str, Any], subject: str) -> str:
     """The placeholder token of a subject (default ``<subject>``)."""
     return config["subjects"][subject].get("token") or f"<{subject}>"
+
+
+def method_token(config: dict[str, Any], subject: str, method: str) -> str:
+    """The token a method learns: a new token for ti/cd, the rare-token identifier for LoRA."""
+    if method == "lora":
+        return method_settings(config, subject, "lora").get("identifier", "sks")
+    return subject_token(config, subject)
+
+
+def subject_category(config: dict[str, Any], name: str) -> str:
+    """The (declared) subject category of a subject or an external adapter."""
+    if name in config["subjects"]:
+        return config["subjects"][name]["category"]
+    return config["external"][name]["category"]
+
+
+def class_image_counts(config: dict[str, Any]) -> dict[str, int]:
+    """Class word -> number of prior-preservation images (the most any subject of it needs)."""
+    counts: dict[str, int] = {}
+    for name, subject in config["subjects"].items():
+        for method in subject["methods"]:
+            settings = method_settings(config, name, method)
+            if settings.get("prior_preservation", False):
+                word = subject["class_word"]
+                counts[word] = max(counts.get(word, 0), settings.get("num_class_images", 100))
+    return counts
+
+
+def class_slug(class_word: str) -> str:
+    """A file-name-safe name of a class word ("stuffed animal" -> "stuffed-animal")."""
+    return re.sub(r"[^a-z0-9]+", "-", class_word.lower()).strip("-") or "class"
+
+
+def _produced_by_workflow(path: str) -> bool:
+    """Paths under results/ are outputs of this workflow (e.g. the default's example adapter)."""
+    return Path(path).parts[:1] == ("results",)
 
 
 def base_model_id(config: dict[str, Any]) -> str:

@@ -117,13 +117,11 @@ def generate_model_shard(
 ) -> None:
     """Load the base pipeline (plus the adapter, if any), generate one shard, write its table."""
     from entmap.config import settings_hash
-    from entmap.pipeline import apply_adapter, load_pipeline
+    from entmap.pipeline import load_model
     from entmap.runtime import configure_torch, resolve_device, resolve_dtype
 
     configure_torch(threads)
     torch_device = resolve_device(device)
-    pipe = load_pipeline(base_model, torch_device, resolve_dtype(dtype, torch_device))
-    if adapter_dir is not None:
-        apply_adapter(pipe, adapter_dir)
+    pipe = load_model(base_model, adapter_dir, torch_device, resolve_dtype(dtype, torch_device))
     frame = generate_shard(pipe, prompts, seeds, settings, model_name, settings_hash(settings))
     write_images(frame, out_path)

@@ -1,9 +1,9 @@
 """The ``train`` stage: one subject x one method -> an adapter folder.
 
-Writes ``adapter.safetensors`` (loadable by the method's public diffusers
-loader), ``meta.json`` (what was trained, from what, with which settings) and
-``train_log.parquet`` (loss per step), plus method extras such as the Textual
-Inversion trajectory.
+Writes ``adapter.safetensors`` (loadable by the method's public diffusers loader, see
+:func:`entmap.pipeline.apply_adapter`), ``meta.json`` (what was trained, from what, with which
+settings) and ``train_log.parquet`` (loss per step), plus, for Textual Inversion, the embedding
+trajectory. Also generates the class images of prior preservation.
 """
 
 from __future__ import annotations
@@ -12,15 +12,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 import entmap
+from entmap.atomic import atomic_dir
 from entmap.methods.common import write_meta
+from entmap.methods.custom_diffusion import save_custom_diffusion, train_custom_diffusion
 from entmap.methods.data import templates_for
+from entmap.methods.lora import class_prompt, save_lora, train_lora
 from entmap.methods.textual_inversion import save_textual_inversion, train_textual_inversion
-from entmap.pipeline import load_pipeline
+from entmap.pipeline import ADAPTER_FILE, load_pipeline
 from entmap.references import load_reference_images
-from entmap.runtime import configure_torch, resolve_device
+from entmap.runtime import configure_torch, resolve_device, resolve_dtype
 
 
 def train_adapter(
@@ -32,6 +36,7 @@ def train_adapter(
     token: str,
     settings: dict[str, Any],
     out_dir: str | os.PathLike[str],
+    class_dir: str | os.PathLike[str] | None = None,
     device: str = "auto",
     threads: int = 1,
 ) -> None:
@@ -41,13 +46,24 @@ def train_adapter(
     out_dir = Path(out_dir)
     pipe = load_pipeline(base_model, torch_device, torch.float32)
     images = load_reference_images(reference_dir)
-    templates = templates_for(subject_config["category"])
-    if method != "ti":
-        raise ValueError(f"unknown method {method!r}")
-    result = train_textual_inversion(
-        pipe, images, token, subject_config["class_word"], templates, settings, torch_device
-    )
-    save_textual_inversion(result, out_dir)
+    class_images = load_reference_images(class_dir) if class_dir else None
+    class_word = subject_config["class_word"]
+    extra: dict[str, Any] = {}
+    if method == "ti":
+        result = train_textual_inversion(
+            pipe, images, token, class_word, templates_for(subject_config["category"]), settings, torch_device
+        )
+        save_textual_inversion(result, out_dir)
+    elif method == "lora":
+        result = train_lora(pipe, images, class_images, token, class_word, settings, torch_device)
+        save_lora(pipe, out_dir / ADAPTER_FILE)
+        extra["instance_prompt"] = result.instance_prompt
+    elif method == "cd":
+        result = train_custom_diffusion(pipe, images, class_images, token, class_word, settings, torch_device)
+        save_custom_diffusion(pipe, result.token_id, out_dir / ADAPTER_FILE)
+        extra["instance_prompt"] = result.instance_prompt
+    else:
+        raise ValueError(f"unknown method {method!r}; use ti, lora or cd")
     result.log.write(out_dir / "train_log.parquet")
     write_meta(
         out_dir / "meta.json",
@@ -55,12 +71,37 @@ def train_adapter(
             "method": method,
             "subject": subject,
             "subject_category": subject_config["category"],
-            "class_word": subject_config["class_word"],
+            "class_word": class_word,
             "token": token,
             "base_model": base_model,
             "settings": settings,
             "reference_images": len(images),
+            "class_images": len(class_images or []),
             "final_loss": result.log.rows[-1]["loss"],
             "entmap_version": entmap.__version__,
+            **extra,
         },
     )
+
+
+def generate_class_images(
+    base_model: str,
+    class_word: str,
+    count: int,
+    settings: dict[str, Any],
+    out_dir: str | os.PathLike[str],
+    device: str = "auto",
+    dtype: str = "auto",
+    threads: int = 1,
+) -> None:
+    """Prior-preservation images: ``count`` base-model images of "a photo of a {class_word}"."""
+    from entmap.generate import generate_shard
+
+    configure_torch(threads)
+    torch_device = resolve_device(device)
+    pipe = load_pipeline(base_model, torch_device, resolve_dtype(dtype, torch_device))
+    prompts = pd.DataFrame({"id": ["class"], "category": [""], "text": [class_prompt(class_word)]})
+    frame = generate_shard(pipe, prompts, list(range(count)), settings, f"class {class_word}", "")
+    with atomic_dir(out_dir) as tmp:
+        for row in frame.itertuples():
+            (tmp / f"{row.seed:04d}.png").write_bytes(row.png)

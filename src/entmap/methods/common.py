@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +14,12 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from entmap.atomic import write_text
 from entmap.tables import TRAIN_LOG, write_table
+
+log = logging.getLogger("entmap")
 
 
 def encode_captions(pipe, captions: list[str], device: torch.device) -> torch.Tensor:
@@ -114,3 +120,141 @@ class TrainLog:
 def write_meta(path: str | os.PathLike[str], meta: dict[str, Any]) -> None:
     """Write an adapter's meta.json atomically."""
     write_text(Path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def mixed_precision(settings: dict[str, Any], device: torch.device):
+    """(autocast context, GradScaler or None) for ``settings['mixed_precision']`` (no|fp16|bf16).
+
+    Mixed precision applies on CUDA only; weights and optimizer state stay in float32, the
+    forward pass runs in half precision under autocast, and fp16 losses are scaled.
+    """
+    mode = settings.get("mixed_precision", "no")
+    if mode == "no":
+        return contextlib.nullcontext(), None
+    if device.type != "cuda":
+        log.warning("mixed_precision=%s applies on CUDA only; training in float32 on %s", mode, device)
+        return contextlib.nullcontext(), None
+    dtype = torch.float16 if mode == "fp16" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def optimize(
+    param_groups: list[dict[str, Any]],
+    settings: dict[str, Any],
+    device: torch.device,
+    compute_loss: Callable[[], torch.Tensor],
+    after_step: Callable[[int], None] | None = None,
+    desc: str = "train",
+) -> TrainLog:
+    """The training loop every method shares: AdamW, LR schedule, accumulation, clipping, AMP.
+
+    ``compute_loss`` draws one micro-batch and returns its loss; ``after_step`` runs after
+    each optimizer step (e.g. to restore frozen embedding rows). Returns the per-step log.
+    """
+    optimizer = make_optimizer(param_groups, settings, effective_lr(settings))
+    lr_scheduler = make_lr_scheduler(optimizer, settings)
+    autocast, scaler = mixed_precision(settings, device)
+    params: list[torch.Tensor] = [p for group in param_groups for p in group["params"]]
+    accumulation = settings.get("gradient_accumulation_steps", 1)
+    max_norm = settings.get("max_grad_norm")
+    train_log = TrainLog()
+    for step in tqdm(range(1, settings["steps"] + 1), desc=desc, mininterval=2):
+        total = 0.0
+        for _ in range(accumulation):
+            with autocast:
+                loss = compute_loss()
+            scaled = loss / accumulation
+            (scaler.scale(scaled) if scaler else scaled).backward()
+            total += loss.item() / accumulation
+        if scaler:
+            scaler.unscale_(optimizer)
+        if max_norm:
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if after_step is not None:
+            after_step(step)
+        train_log.add(step, total, lr_scheduler.get_last_lr()[0])
+    return train_log
+
+
+def trainable(modules: Iterable[torch.nn.Module]) -> list[torch.Tensor]:
+    """The parameters of ``modules`` that require gradients."""
+    return [p for module in modules for p in module.parameters() if p.requires_grad]
+
+
+def freeze(pipe) -> None:
+    """Freeze the VAE, UNet and text encoder; methods then unfreeze what they train."""
+    for module in (pipe.vae, pipe.unet, pipe.text_encoder):
+        module.requires_grad_(False)
+
+
+class FrozenRows:
+    """Keeps every embedding row but ``token_id``'s at its original value.
+
+    AdamW's weight decay moves rows whose gradient is zero, so zeroing gradients is not
+    enough (the diffusers Custom Diffusion script's mistake): the rows are restored after
+    each optimizer step instead, which leaves the text encoder different from the base in
+    exactly one row.
+    """
+
+    def __init__(self, embeddings: torch.nn.Embedding, token_id: int) -> None:
+        self.embeddings = embeddings
+        self.original = embeddings.weight.detach().clone()
+        self.keep = torch.ones(embeddings.weight.shape[0], dtype=torch.bool, device=self.original.device)
+        self.keep[token_id] = False
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            self.embeddings.weight[self.keep] = self.original[self.keep]
+
+
+def instance_prior_loss(
+    pipe,
+    settings: dict[str, Any],
+    device: torch.device,
+    images: list,
+    instance_prompt: str,
+    class_images: list | None = None,
+    class_prompt: str | None = None,
+) -> Callable[[], torch.Tensor]:
+    """The DreamBooth objective as a closure: L = L_instance + prior_loss_weight * L_class.
+
+    L_instance is the denoising loss on the reference images captioned ``instance_prompt``;
+    L_class (only with ``prior_preservation``) the same on base-model class images captioned
+    ``class_prompt``. Batches and noise come from generators seeded by ``settings['seed']``.
+    """
+    from diffusers import DDPMScheduler
+
+    from entmap.methods.data import ReferenceBatches
+
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    seed = settings.get("seed", 0)
+    crop, flip = settings.get("center_crop", False), settings.get("flip_p", 0.0)
+    instance = ReferenceBatches(images, "", (instance_prompt,), settings["resolution"], crop, flip, seed)
+    prior = None
+    if settings.get("prior_preservation", False):
+        if not class_images or class_prompt is None:
+            raise ValueError("prior_preservation is on but no class images were given")
+        prior = ReferenceBatches(
+            class_images, "", (class_prompt,), settings["resolution"], crop, flip, seed + 2
+        )
+    generator = torch.Generator().manual_seed(seed + 1)
+    weight = settings.get("prior_loss_weight", 1.0)
+
+    def loss_on(batches) -> torch.Tensor:
+        pixels, captions = batches.sample(settings["batch_size"])
+        hidden = encode_captions(pipe, captions, device)
+        return denoising_loss(pipe, noise_scheduler, pixels.to(device), hidden, generator)
+
+    def compute_loss() -> torch.Tensor:
+        loss = loss_on(instance)
+        return loss + weight * loss_on(prior) if prior is not None else loss
+
+    return compute_loss

@@ -20,17 +20,9 @@ from typing import Any
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from entmap.atomic import atomic_path
-from entmap.methods.common import (
-    TrainLog,
-    denoising_loss,
-    effective_lr,
-    encode_captions,
-    make_lr_scheduler,
-    make_optimizer,
-)
+from entmap.methods.common import FrozenRows, TrainLog, denoising_loss, encode_captions, freeze, optimize
 from entmap.methods.data import ReferenceBatches
 
 TRAJECTORY_FILE = "trajectory.safetensors"
@@ -56,8 +48,8 @@ def single_token_id(tokenizer, word: str) -> int:
     ids = tokenizer.encode(word, add_special_tokens=False)
     if len(ids) != 1:
         raise TokenError(
-            f"class word {word!r} is {len(ids)} tokens {ids}; Textual Inversion initializes from "
-            "a single token: choose a one-token class word (e.g. 'face', 'toy', 'painting')"
+            f"word {word!r} is {len(ids)} tokens {ids}; a new token is initialized from "
+            "a single token: choose a one-token word (e.g. 'face', 'toy', 'painting')"
         )
     return ids[0]
 
@@ -92,19 +84,12 @@ def train_textual_inversion(
     from diffusers import DDPMScheduler
 
     token_id, init_id = add_placeholder_token(pipe, token, class_word)
-    pipe.vae.requires_grad_(False)
-    pipe.unet.requires_grad_(False)
-    pipe.text_encoder.requires_grad_(False)
+    freeze(pipe)
     embeddings = pipe.text_encoder.get_input_embeddings()
     embeddings.weight.requires_grad_(True)
+    frozen = FrozenRows(embeddings, token_id)
     pipe.text_encoder.train()
-    original = embeddings.weight.detach().clone()
-    keep = torch.ones(len(pipe.tokenizer), dtype=torch.bool, device=original.device)
-    keep[token_id] = False
-
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    optimizer = make_optimizer([embeddings.weight], settings, effective_lr(settings))
-    lr_scheduler = make_lr_scheduler(optimizer, settings)
     batches = ReferenceBatches(
         images,
         token,
@@ -115,29 +100,28 @@ def train_textual_inversion(
         seed=settings.get("seed", 0),
     )
     generator = torch.Generator().manual_seed(settings.get("seed", 0) + 1)
-    accumulation = settings.get("gradient_accumulation_steps", 1)
     save_every = settings.get("save_every", 500)
-    log = TrainLog()
-    steps, trajectory = [0], [original[token_id].clone()]
+    steps, trajectory = [0], [frozen.original[token_id].clone()]
 
-    for step in tqdm(range(1, settings["steps"] + 1), desc=f"textual inversion {token}", mininterval=2):
-        total = 0.0
-        for _ in range(accumulation):
-            pixels, captions = batches.sample(settings["batch_size"])
-            hidden = encode_captions(pipe, captions, device)
-            loss = denoising_loss(pipe, noise_scheduler, pixels.to(device), hidden, generator)
-            (loss / accumulation).backward()
-            total += loss.item() / accumulation
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            embeddings.weight[keep] = original[keep]
-        log.add(step, total, lr_scheduler.get_last_lr()[0])
+    def compute_loss() -> torch.Tensor:
+        pixels, captions = batches.sample(settings["batch_size"])
+        hidden = encode_captions(pipe, captions, device)
+        return denoising_loss(pipe, noise_scheduler, pixels.to(device), hidden, generator)
+
+    def after_step(step: int) -> None:
+        frozen.restore()
         if step % save_every == 0 or step == settings["steps"]:
             steps.append(step)
             trajectory.append(embeddings.weight[token_id].detach().clone())
 
+    log = optimize(
+        [{"params": [embeddings.weight]}],
+        settings,
+        device,
+        compute_loss,
+        after_step,
+        f"textual inversion {token}",
+    )
     pipe.text_encoder.eval()
     embeddings.weight.requires_grad_(False)
     return TextualInversionResult(
