@@ -13,7 +13,18 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "schemas", "resources", "profiles", "config.yaml")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "rules",
+    "workflow_scripts",
+    "schemas",
+    "resources",
+    "profiles",
+    "envs",
+    "src",
+    "configs",
+    "config.yaml",
+)
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 torch.set_num_threads(1)
@@ -36,13 +47,20 @@ def default_config() -> dict:
 
 
 def small_config() -> dict:
-    """The default config cut down for tests: 6 prompts in 2 shards, 2 seeds, 2 subjects."""
+    """The default config cut down for tests: 6 prompts in one shard, 2 seeds, every method once.
+
+    Models: face1/ti, face1/lora (with prior preservation), bands1/cd, someone_lora/external.
+    """
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["prompts"].update(per_category=1, shard_size=3)
+    config["prompts"].update(per_category=1, shard_size=6)
     config["generation"].update(seeds=2, steps=4, batch_size=4)
     config["noise_floor"]["pairs"] = 1
     config["methods"]["ti"].update(steps=4, save_every=2)
+    config["methods"]["lora"].update(steps=4, learning_rate=1e-2, num_class_images=2)
+    config["methods"]["cd"].update(steps=4, learning_rate=5e-3)
     config["subjects"] = {k: config["subjects"][k] for k in ("face1", "bands1")}
+    config["subjects"]["face1"]["methods"] = ["ti", "lora"]
+    config["subjects"]["bands1"]["methods"] = ["cd"]
     return config
 
 
@@ -52,7 +70,8 @@ def make_workdir(path: Path, config: dict) -> Path:
     for name in WORKFLOW_FILES:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, path / name, dirs_exist_ok=True)
+            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+            shutil.copytree(src, path / name, dirs_exist_ok=True, ignore=ignore)
         else:
             shutil.copy2(src, path / name)
     (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

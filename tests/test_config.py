@@ -21,8 +21,10 @@ def config(default_config, monkeypatch):
 def test_default_config_is_valid_and_planned(config):
     plan = load_plan(config, SCHEMA)
     assert len(plan.prompts) == 12
-    assert plan.shard_names == ["000", "001"]
-    assert plan.models == ("face1/ti", "teapot1/ti", "bands1/ti")
+    assert plan.shard_names == ["000"]
+    assert plan.models == tuple(
+        f"{s}/{m}" for s in ("face1", "teapot1", "bands1") for m in ("ti", "lora", "cd")
+    ) + ("someone_lora/external",)
 
 
 def expect_error(config, *fragments):
@@ -100,3 +102,23 @@ def test_per_subject_override_and_hash(config):
     assert method_settings(config, "teapot1", "ti")["steps"] == config["methods"]["ti"]["steps"]
     assert settings_hash({"a": 1, "b": 2}) == settings_hash({"b": 2, "a": 1})
     assert settings_hash({"a": 1}) != settings_hash({"a": 2})
+
+
+def test_external_entries_are_checked_before_any_job(config, tmp_path):
+    pickle = tmp_path / "lora.bin"
+    pickle.write_bytes(b"\x80\x04")
+    config["external"] = {"theirs": {"kind": "lora", "path": str(pickle), "category": "style"}}
+    expect_error(config, str(pickle), "external.theirs.allow_pickle: true")
+    config["external"]["theirs"]["path"] = str(tmp_path / "missing.safetensors")
+    expect_error(config, "external.theirs.path", "does not exist")
+    config["external"]["theirs"].update(path=str(pickle), allow_pickle=True, category="vehicle")
+    expect_error(config, "external.theirs.category", "vehicle")
+    config["external"] = {
+        "face1": {"kind": "lora", "path": str(pickle), "category": "face", "allow_pickle": True}
+    }
+    expect_error(config, "external.face1", "also a subject")
+
+
+def test_merged_per_subject_override_is_validated(config):
+    config["subjects"]["face1"]["train"] = {"lora": {"rank": "four"}}
+    expect_error(config, "subjects.face1.train.lora (merged).rank")

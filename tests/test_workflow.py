@@ -20,6 +20,7 @@ from entmap.generate import decode_png
 from entmap.tables import CELLS, DISRUPTION, IMAGES, NOISE_PAIRS, SCORES, read_table
 
 pytestmark = pytest.mark.workflow
+MODELS = ["face1/ti", "face1/lora", "bands1/cd", "someone_lora/external"]
 
 JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", re.MULTILINE)
 
@@ -46,8 +47,8 @@ def test_default_run_writes_the_map(finished_run):
     ):
         assert (results / name).is_file(), name
     cells = read_table(results / "maps/cells.parquet", CELLS)
-    assert len(cells) == 6 * 2  # 6 prompts x 2 personalized models
-    assert set(cells["model"]) == {"face1/ti", "bands1/ti"}
+    assert len(cells) == 6 * 4  # 6 prompts x 4 personalized models
+    assert set(cells["model"]) == set(MODELS)
     # cells are the seed means of the per-seed disruption tables
     seeds = pd.concat([read_table(p, DISRUPTION) for p in sorted(results.glob("disruption/*/*/*.parquet"))])
     manual = seeds.groupby(["prompt_id", "model"])["lpips"].mean()
@@ -55,7 +56,12 @@ def test_default_run_writes_the_map(finished_run):
     np.testing.assert_allclose(merged.loc[manual.index].to_numpy(), manual.to_numpy())
     # Textual Inversion changes one new embedding row, which non-target prompts never use:
     # with seed matching its images must be identical to the base images, so its disruption is exactly 0.
-    assert (cells["e_sem"] == 0).all() and (cells["e_per"] == 0).all()
+    ti = cells[cells["method"] == "ti"]
+    assert (ti["e_sem"] == 0).all() and (ti["e_per"] == 0).all()
+    # the methods that change shared weights (and the audited LoRA) do move non-target images
+    per_model = cells[cells["method"] != "ti"].groupby("model")["e_per"].mean()
+    assert (per_model > 0).all(), per_model
+    assert set(cells.loc[cells["model"] == "someone_lora/external", "subject_category"]) == {"style"}
     # noise floor = numpy's 95th percentile of the base seed-pair shifts
     pairs = pd.concat([read_table(p, NOISE_PAIRS) for p in sorted(results.glob("noise_floor/*.parquet"))])
     floor = json.loads((results / "noise_floor.json").read_text())
@@ -64,17 +70,17 @@ def test_default_run_writes_the_map(finished_run):
     assert floor["tau_per"] == pytest.approx(np.percentile(pairs["lpips"], 95))
     assert floor["tau_per"] > 0  # different seeds do differ
     wide = pd.read_csv(results / "maps/e_sem.csv", index_col=0)
-    assert list(wide.columns) == ["category", "text", "face1/ti", "bands1/ti"]
+    assert list(wide.columns) == ["category", "text", *MODELS]
     figure = np.asarray(Image.open(results / "figures/entanglement_map.png").convert("L"))
     assert figure.shape[0] > 300 and figure.std() > 10
 
 
 def test_base_and_personalized_shards_are_seed_matched(finished_run):
     results = finished_run / "results"
-    for shard in ("000", "001"):
+    for shard in ("000",):
         base = read_table(results / f"images/base/{shard}.parquet", IMAGES)
-        assert len(base) == 3 * 2
-        for model in ("face1/ti", "bands1/ti"):
+        assert len(base) == 6 * 2
+        for model in MODELS:
             pers = read_table(results / f"images/{model}/{shard}.parquet", IMAGES)
             key = ["prompt_id", "seed", "settings_hash"]
             assert pers[key].values.tolist() == base[key].values.tolist()
@@ -135,7 +141,8 @@ def test_adding_a_subject_schedules_only_its_jobs(finished_run):
     for rule, outputs in jobs:
         if rule not in ("merge_map", "figure_map", "all"):
             assert "teapot1" in outputs, (rule, outputs)
-        assert "base" not in outputs and "face1" not in outputs and "noise_floor" not in outputs
+        for other in ("base", "face1", "bands1", "someone_lora", "noise_floor", "class_images"):
+            assert other not in outputs, (rule, outputs)
 
 
 def test_dry_runs_show_the_whole_dag(tmp_path, default_config):
@@ -215,3 +222,52 @@ def test_sigkill_midway_then_rerun_completes_with_whole_outputs(tmp_path, finish
     a = read_table(workdir / "results/maps/cells.parquet", CELLS)
     b = read_table(finished_run / "results/maps/cells.parquet", CELLS)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_paper_config_schedules_all_45_models(tmp_path, default_config):
+    """configs/paper.yaml with its reference folders filled (here by synthetic images)."""
+    from entmap.references import make_synthetic_references
+
+    workdir = make_workdir(tmp_path, default_config)
+    paper = yaml.safe_load((workdir / "configs/paper.yaml").read_text())
+    for subject in paper["subjects"].values():
+        make_synthetic_references(workdir / subject["references"], subject["category"], count=3)
+    jobs = dry_run_jobs(workdir, "--configfile", "configs/paper.yaml")
+    trained = {
+        re.search(r"results/adapters/([^/]+/[^/]+)/", out).group(1)
+        for rule, out in jobs
+        if rule in ("train", "train_ti")
+    }
+    generated = {
+        re.search(r"results/images/([^/]+/[^/]+)/", out).group(1)
+        for rule, out in jobs
+        if rule == "generate_personalized"
+    }
+    assert len(trained) == 45 and generated == trained
+    counts = pd.Series([rule for rule, _ in jobs]).value_counts()
+    assert counts["generate_personalized"] == 45 * 20 and counts["generate_base"] == 20
+    assert counts["noise_floor"] == 20 and "build_tiny_base" not in counts
+
+
+def test_audit_example_config_schedules_every_external_adapter(tmp_path, default_config):
+    import torch
+    from safetensors.torch import save_file
+
+    workdir = make_workdir(tmp_path, default_config)
+    audit = yaml.safe_load((workdir / "configs/audit-example.yaml").read_text())
+    for entry in audit["external"].values():
+        path = workdir / entry["path"]
+        if entry["kind"] == "checkpoint":
+            path.mkdir(parents=True)
+            (path / "model_index.json").write_text("{}")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"x": torch.zeros(1)}, str(path))
+    jobs = dry_run_jobs(workdir, "--configfile", "configs/audit-example.yaml")
+    audited = {
+        re.search(r"results/adapters/([^/]+)/external", out).group(1)
+        for rule, out in jobs
+        if rule == "audit_external"
+    }
+    assert audited == set(audit["external"])
+    assert not [rule for rule, _ in jobs if rule.startswith("train")]

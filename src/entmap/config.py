@@ -66,16 +66,32 @@ class Plan:
 
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> None:
-    """Validate ``config`` against the JSON schema; raise ConfigError listing every problem."""
+    """Validate ``config`` against the JSON schema; raise ConfigError listing every problem.
+
+    Per-subject training overrides are merged into the method's settings and the result is
+    validated against the method's schema too.
+    """
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    lines = _schema_errors(schema, config, "")
+    if not lines:
+        for name, subject in config["subjects"].items():
+            for method, override in subject.get("train", {}).items():
+                if method in config["methods"]:
+                    merged = {**config["methods"][method], **override}
+                    sub = {"$ref": f"#/$defs/{method}_settings", "$defs": schema["$defs"]}
+                    lines += _schema_errors(sub, merged, f"subjects.{name}.train.{method} (merged)")
+    if lines:
+        raise ConfigError(f"invalid configuration (see {schema_path}):\n" + "\n".join(lines))
+
+
+def _schema_errors(schema: dict[str, Any], instance: Any, prefix: str) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = []
-        for error in errors:
-            where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-            lines.append(f"  config key {where}: {_short_message(error)}")
-        raise ConfigError("invalid configuration (see " + str(schema_path) + "):\n" + "\n".join(lines))
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    return [
+        f"  config key {'.'.join(filter(None, [prefix, *map(str, e.absolute_path)])) or '(top level)'}: "
+        + _short_message(e)
+        for e in errors
+    ]
 
 
 def _short_message(error: jsonschema.ValidationError) -> str:
@@ -114,6 +130,8 @@ def check_semantics(config: dict[str, Any]) -> None:
                 check_reference_folder(refs)
             except ValueError as exc:
                 problems.append(f"{where}.references: {exc}")
+    if not config["subjects"] and not config.get("external"):
+        problems.append("subjects and external are both empty: the map needs at least one personalized model")
     for name, entry in config.get("external", {}).items():
         if name in config["subjects"]:
             problems.append(f"external.{name}: the name is also a subject; use another name")
