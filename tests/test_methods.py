@@ -49,6 +49,16 @@ def test_lora_trains_only_adapters(lora_trained):
     assert len(result.log.rows) == 3
 
 
+def test_lora_training_repeats(tiny_dir, images):
+    runs = []
+    for _ in range(2):
+        pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
+        torch.manual_seed(len(runs))  # the global RNG must not matter
+        train_lora(pipe, images, None, "sks", "teapot", dict(BASE, steps=1), CPU)
+        runs.append({k: v for k, v in pipe.unet.state_dict().items() if "lora_" in k})
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
 def test_lora_round_trip_with_alpha(lora_trained, tiny_dir, tmp_path):
     pipe, _, _, _ = lora_trained
     path = tmp_path / "adapter.safetensors"
@@ -96,3 +106,23 @@ def test_custom_diffusion_round_trip(cd_trained, tiny_dir, tmp_path):
     prompt = "a photo of <new1> teapot"
     assert (render(pipe, prompt) == render(fresh, prompt)).all()
     assert (render(pipe, "a red fox") == render(fresh, "a red fox")).all()
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tiny_dir, images):
+    losses = []
+    for checkpointing in (False, True):
+        pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
+        settings = dict(BASE, steps=2, gradient_checkpointing=checkpointing)
+        losses.append(
+            [row["loss"] for row in train_lora(pipe, images, None, "sks", "teapot", settings, CPU).log.rows]
+        )
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_mixed_precision_is_cuda_only():
+    from contextlib import nullcontext
+
+    from entmap.methods.common import mixed_precision
+
+    context, scaler = mixed_precision({"mixed_precision": "fp16"}, CPU)
+    assert isinstance(context, nullcontext) and scaler is None

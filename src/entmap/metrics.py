@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from entmap.runtime import seeded
+
 
 def clip_cosine(text_embeddings: torch.Tensor, image_embeddings: torch.Tensor) -> torch.Tensor:
     """Row-wise cos(t_i, x_i) = <t_i/||t_i||, x_i/||x_i||>, in [-1, 1]."""
@@ -65,8 +67,7 @@ class Lpips:
 
         if backbone not in ("imagenet", "random"):
             raise ValueError(f"lpips backbone must be 'imagenet' or 'random', not {backbone!r}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=backbone == "random", verbose=False)
         self.device = torch.device(device)
         self.model = self.model.to(self.device).eval()

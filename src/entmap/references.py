@@ -74,8 +74,15 @@ def check_reference_folder(folder: str | os.PathLike[str]) -> list[Path]:
 
 def load_reference_images(folder: str | os.PathLike[str]) -> list[Image.Image]:
     """Load a checked reference folder as RGB images."""
+    return load_images(check_reference_folder(folder))
+
+
+def load_images(paths: list[Path] | str | os.PathLike[str]) -> list[Image.Image]:
+    """Decode image files (or every image of a folder) as RGB images."""
+    if not isinstance(paths, list):
+        paths = reference_files(paths)
     images = []
-    for path in check_reference_folder(folder):
+    for path in paths:
         with Image.open(path) as image:
             images.append(image.convert("RGB"))
     return images

@@ -39,6 +39,19 @@ def configure_torch(threads: int) -> None:
 
 
 @contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's global RNGs (CPU and CUDA) seeded, restoring them afterwards.
+
+    For library code that draws from the global RNG (peft's LoRA init, torchvision's random
+    backbones), so results repeat without disturbing the caller's random state.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
 def job_log(path: str | os.PathLike[str] | None) -> Iterator[logging.Logger]:
     """Send this job's stdout, stderr (tqdm bars included) and logging to ``path``."""
     logger = logging.getLogger("entmap")

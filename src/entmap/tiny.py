@@ -17,9 +17,8 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
 from entmap.atomic import atomic_dir
+from entmap.runtime import seeded
 
 #: SD v1.5's noise schedule (scheduler_config.json of the released model).
 SD15_SCHEDULE = {
@@ -83,8 +82,7 @@ def build_tiny_base(out_dir: str | os.PathLike[str], seed: int = 0) -> None:
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    with torch.random.fork_rng(devices=[]), atomic_dir(out_dir) as tmp:
-        torch.manual_seed(seed)
+    with seeded(seed), atomic_dir(out_dir) as tmp:
         unet = UNet2DConditionModel(
             sample_size=TINY_RESOLUTION // 8,
             in_channels=4,
@@ -155,8 +153,7 @@ def build_tiny_scorer(out_dir: str | os.PathLike[str], seed: int = 0) -> None:
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
     from safetensors.torch import save_file
 
-    with torch.random.fork_rng(devices=[]), atomic_dir(out_dir) as tmp:
-        torch.manual_seed(seed)
+    with seeded(seed), atomic_dir(out_dir) as tmp:
         model = open_clip.CLIP(**TINY_CLIP_CONFIG)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "open_clip_model.safetensors"))

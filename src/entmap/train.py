@@ -23,7 +23,7 @@ from entmap.methods.data import templates_for
 from entmap.methods.lora import class_prompt, save_lora, train_lora
 from entmap.methods.textual_inversion import save_textual_inversion, train_textual_inversion
 from entmap.pipeline import ADAPTER_FILE, load_pipeline
-from entmap.references import load_reference_images
+from entmap.references import load_images, load_reference_images
 from entmap.runtime import configure_torch, resolve_device, resolve_dtype
 
 
@@ -46,7 +46,7 @@ def train_adapter(
     out_dir = Path(out_dir)
     pipe = load_pipeline(base_model, torch_device, torch.float32)
     images = load_reference_images(reference_dir)
-    class_images = load_reference_images(class_dir) if class_dir else None
+    class_images = load_images(class_dir) if class_dir else None
     class_word = subject_config["class_word"]
     extra: dict[str, Any] = {}
     if method == "ti":

@@ -21,6 +21,7 @@ from PIL import Image
 
 from entmap.atomic import atomic_path
 from entmap.methods.common import TrainLog, freeze, instance_prior_loss, optimize, trainable
+from entmap.runtime import seeded
 
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
@@ -46,10 +47,16 @@ def class_prompt(class_word: str) -> str:
 
 def add_lora_adapters(pipe, settings: dict[str, Any]) -> None:
     """Attach fresh LoRA adapters (peft) to the UNet and, if asked, the text encoder."""
-    from peft import LoraConfig
 
     rank = settings.get("rank", 4)
     alpha = settings.get("alpha", rank)
+    with seeded(settings.get("seed", 0)):  # peft draws the Gaussian A from the global RNG
+        _add_adapters(pipe, settings, rank, alpha)
+
+
+def _add_adapters(pipe, settings: dict[str, Any], rank: int, alpha: float) -> None:
+    from peft import LoraConfig
+
     pipe.unet.add_adapter(
         LoraConfig(
             r=rank,
