@@ -25,6 +25,9 @@ rule all:
         "results/maps/e_sem.csv",
         "results/maps/e_per.csv",
         "results/noise_floor.json",
-        expand("results/figures/entanglement_map.{ext}", ext=["png", "pdf"]),
+        expand("results/tables/{table}.csv", table=ANALYSIS_TABLES),
+        expand("results/stats/{name}.json", name=ANALYSIS_STATS),
+        [png.replace(".png", ".pdf") for png in FIGURE_PNGS],
+        "results/report.html",
     default_target: True
     localrule: True

@@ -1,4 +1,4 @@
-# Merging per-seed tables into the Concept Entanglement Map.
+# Merging per-seed tables into the Concept Entanglement Map, then its tables and statistics.
 
 
 rule merge_map:
@@ -23,3 +23,35 @@ rule merge_map:
         CONDA_ENV
     script:
         "../workflow_scripts/merge_map.py"
+
+
+rule analyze:
+    input:
+        cells="results/maps/cells.parquet",
+        disruption=expand(
+            "results/disruption/{model}/{shard}.parquet", model=MODELS, shard=SHARDS
+        ),
+        noise=expand("results/noise_floor/{shard}.parquet", shard=SHARDS),
+        scores=expand(
+            "results/scores/{model}/{shard}.parquet", model=["base"] + MODELS, shard=SHARDS
+        ),
+        suite=SUITE,
+    output:
+        tables=expand(
+            "results/tables/{table}.{ext}", table=ANALYSIS_TABLES, ext=["csv", "md"]
+        ),
+        cell_significance="results/tables/cell_significance.csv",
+        stats=expand("results/stats/{name}.json", name=ANALYSIS_STATS),
+    params:
+        settings=config["analysis"],
+        own_category=config["subject_categories"],
+        prompt_ids=list(PLAN.prompts["id"]),
+    log:
+        "results/logs/analyze.log",
+    benchmark:
+        "results/benchmarks/analyze.tsv"
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/analyze.py"

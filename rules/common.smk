@@ -25,13 +25,29 @@ BASE_MODEL = entmap_config.base_model_id(config)
 SCORER = entmap_config.scorer_spec(config)
 RUNTIME = {"device": config["device"], "dtype": config["dtype"], "threads": config["torch_threads"]}
 SUITE = config["prompts"]["suite"]
+ANALYSIS_TABLES = ["per_model", "table1", "table2", "category_matrix", "frechet"]
+ANALYSIS_STATS = ["hypotheses", "normalization", "mixed_model", "significance"]
+FIGURE_CAPTIONS = {
+    "results/figures/entanglement_map.png": "Concept Entanglement Map: E_sem per prompt (rows, grouped by "
+    "category) and personalized model (columns); dots mark cells above the noise floor tau_sem.",
+    "results/figures/drift_scatter.png": "Per-model mean E_sem vs mean E_per; the dashed noise floors split "
+    "safe, semantic drift, visual drift and full entanglement.",
+    "results/figures/category_matrix.png": "Mean E_sem by subject category (columns) and prompt category (rows).",
+    **{
+        f"results/figures/grids/{model}.png": f"{model}: its highest-shift prompts, base and personalized image "
+        "side by side at the seed with the largest shift, with their CLIP scores."
+        for model in MODELS
+    },
+}
+FIGURE_PNGS = list(FIGURE_CAPTIONS)
 CLASS_IMAGE_COUNTS = entmap_config.class_image_counts(config)  # class word -> images
+PERTURB_SCALES = entmap_config.perturbation_scales(config)  # kv0p05 -> 0.05
 CLASS_WORDS = {entmap_config.class_slug(word): word for word in CLASS_IMAGE_COUNTS}
 
 
 wildcard_constraints:
     subject="[a-z0-9_-]+",
-    method="ti|lora|cd|external",
+    method="ti|lora|cd|external|perturb",
     shard="[0-9]+",
     class_slug="[a-z0-9-]+",
 

@@ -1,4 +1,4 @@
-# Figures of the map (PNG for screens, PDF for print).
+# Figures (PNG for screens, PDF for print) and the HTML report.
 
 
 rule figure_map:
@@ -6,7 +6,11 @@ rule figure_map:
         cells="results/maps/cells.parquet",
         noise_floor="results/noise_floor.json",
     output:
-        png="results/figures/entanglement_map.png",
+        png=report(
+            "results/figures/entanglement_map.png",
+            caption="../resources/report/entanglement_map.rst",
+            category="Figures",
+        ),
         pdf="results/figures/entanglement_map.pdf",
     log:
         "results/logs/figures/entanglement_map.log",
@@ -15,3 +19,91 @@ rule figure_map:
         CONDA_ENV
     script:
         "../workflow_scripts/figure_map.py"
+
+
+rule figure_scatter:
+    input:
+        per_model="results/tables/per_model.csv",
+        noise_floor="results/noise_floor.json",
+    output:
+        png=report(
+            "results/figures/drift_scatter.png",
+            caption="../resources/report/drift_scatter.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/drift_scatter.pdf",
+    log:
+        "results/logs/figures/drift_scatter.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/figure_scatter.py"
+
+
+rule figure_category_matrix:
+    input:
+        matrix="results/tables/category_matrix.csv",
+    output:
+        png=report(
+            "results/figures/category_matrix.png",
+            caption="../resources/report/category_matrix.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/category_matrix.pdf",
+    log:
+        "results/logs/figures/category_matrix.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/figure_category_matrix.py"
+
+
+rule figure_grid:
+    input:
+        cells="results/maps/cells.parquet",
+        disruption=expand("results/disruption/{{subject}}/{{method}}/{shard}.parquet", shard=SHARDS),
+        base_images=expand("results/images/base/{shard}.parquet", shard=SHARDS),
+        pers_images=expand("results/images/{{subject}}/{{method}}/{shard}.parquet", shard=SHARDS),
+    output:
+        png=report(
+            "results/figures/grids/{subject}/{method}.png",
+            caption="../resources/report/grid.rst",
+            category="Image grids",
+            labels={"model": "{subject}/{method}"},
+        ),
+        pdf="results/figures/grids/{subject}/{method}.pdf",
+    params:
+        n_prompts=config["analysis"].get("grid_prompts", 6),
+    log:
+        "results/logs/figures/grids/{subject}/{method}.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/figure_grid.py"
+
+
+rule report:
+    input:
+        tables=expand("results/tables/{table}.csv", table=ANALYSIS_TABLES),
+        stats=expand("results/stats/{name}.json", name=ANALYSIS_STATS),
+        noise_floor="results/noise_floor.json",
+        figures=FIGURE_PNGS,
+    output:
+        report(
+            "results/report.html",
+            caption="../resources/report/report.rst",
+            category="Report",
+        ),
+    params:
+        captions=FIGURE_CAPTIONS,
+        config=config,
+    log:
+        "results/logs/report.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/report.py"

@@ -9,7 +9,7 @@ rule score:
     output:
         "results/scores/{model}/{shard}.parquet",
     wildcard_constraints:
-        model="base|[a-z0-9_-]+/(ti|lora|cd|external)",
+        model="base|[a-z0-9_-]+/(ti|lora|cd|external|perturb)",
     params:
         scorer=SCORER,
         prompt_ids=shard_prompt_ids,

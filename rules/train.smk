@@ -113,3 +113,25 @@ rule example_external_adapter:
         CONDA_ENV
     script:
         "../workflow_scripts/example_external_adapter.py"
+
+
+rule perturb:
+    input:
+        base=base_model_input,
+    output:
+        adapter="results/adapters/{subject}/perturb/adapter.safetensors",
+        meta="results/adapters/{subject}/perturb/meta.json",
+    params:
+        scale=lambda wildcards: PERTURB_SCALES[wildcards.subject],
+        seed=config.get("perturb", {}).get("seed", 0),
+        base_model=BASE_MODEL,
+        runtime=RUNTIME,
+    resources:
+        mem_mb=16000,
+        runtime=15,
+    log:
+        "results/logs/perturb/{subject}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/perturb.py"

@@ -49,7 +49,8 @@ def default_config() -> dict:
 def small_config() -> dict:
     """The default config cut down for tests: 6 prompts in one shard, 2 seeds, every method once.
 
-    Models: face1/ti, face1/lora (with prior preservation), bands1/cd, someone_lora/external.
+    Models: face1/ti, face1/lora (with prior preservation), bands1/cd, someone_lora/external and
+    the planted-effect controls kv0, kv0p2, kv0p5 (perturb).
     """
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["prompts"].update(per_category=1, shard_size=6)
@@ -61,6 +62,17 @@ def small_config() -> dict:
     config["subjects"] = {k: config["subjects"][k] for k in ("face1", "bands1")}
     config["subjects"]["face1"]["methods"] = ["ti", "lora"]
     config["subjects"]["bands1"]["methods"] = ["cd"]
+    config["perturb"]["scales"] = [0, 0.2, 0.5]
+    config["analysis"]["bootstrap"] = 200
+    return config
+
+
+def kill_config() -> dict:
+    """A lighter config for the crash test: face1 with ti and lora only."""
+    config = small_config()
+    config["subjects"] = {"face1": config["subjects"]["face1"]}
+    config.pop("external")
+    config.pop("perturb")
     return config
 
 

@@ -1,7 +1,7 @@
 """Rule audit_external: see entmap.external.audit_external."""
 
 from entmap.external import audit_external
-from entmap.runtime import job_log
+from entmap.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]) as log:

@@ -1,6 +1,6 @@
 """Rule build_tiny_base: see entmap.tiny."""
 
-from entmap.runtime import job_log
+from entmap.joblog import job_log
 from entmap.tiny import build_tiny_base, build_tiny_scorer
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)

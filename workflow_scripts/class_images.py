@@ -1,6 +1,6 @@
 """Rule class_images: see entmap.train.generate_class_images."""
 
-from entmap.runtime import job_log
+from entmap.joblog import job_log
 from entmap.train import generate_class_images
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)

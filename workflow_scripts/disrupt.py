@@ -1,7 +1,7 @@
 """Rule disrupt: see entmap.disrupt.disrupt_shard."""
 
 from entmap.disrupt import disrupt_shard
-from entmap.runtime import job_log
+from entmap.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,7 @@
 """Rule example_external_adapter: see entmap.examples.train_example_lora."""
 
 from entmap.examples import train_example_lora
-from entmap.runtime import job_log
+from entmap.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from entmap.figures import entanglement_map_figure
-from entmap.runtime import job_log
+from entmap.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,8 +1,8 @@
 """Rules generate_base and generate_personalized: see entmap.generate.generate_model_shard."""
 
 from entmap.generate import generate_model_shard
+from entmap.joblog import job_log
 from entmap.prompts import prompts_by_id
-from entmap.runtime import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

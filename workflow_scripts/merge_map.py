@@ -2,9 +2,9 @@
 
 import json
 
+from entmap.joblog import job_log
 from entmap.merge import merge_map
 from entmap.prompts import prompts_by_id
-from entmap.runtime import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,7 @@
 """Rule score: see entmap.score.score_shard."""
 
+from entmap.joblog import job_log
 from entmap.prompts import prompts_by_id
-from entmap.runtime import job_log
 from entmap.score import score_shard
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)

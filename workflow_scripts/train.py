@@ -2,7 +2,7 @@
 
 import os
 
-from entmap.runtime import job_log
+from entmap.joblog import job_log
 from entmap.train import train_adapter
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)

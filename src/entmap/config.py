@@ -29,6 +29,9 @@ from entmap.references import check_reference_folder
 TINY_BASE_DIR = "results/models/tiny-sd"
 TINY_SCORER_DIR = "results/models/tiny-clip"
 
+#: Subject category of the planted-effect perturbations (no own prompt category).
+CONTROL_CATEGORY = "control"
+
 #: Methods the workflow can train; audited adapters are the method "external".
 TRAINED_METHODS: tuple[str, ...] = ("ti", "lora", "cd")
 
@@ -130,6 +133,11 @@ def check_semantics(config: dict[str, Any]) -> None:
                 check_reference_folder(refs)
             except ValueError as exc:
                 problems.append(f"{where}.references: {exc}")
+    for name in perturbation_scales(config):
+        if name in config["subjects"] or name in config.get("external", {}):
+            problems.append(
+                f"perturb.scales: model name {name} is also a subject or external entry; rename it"
+            )
     if not config["subjects"] and not config.get("external"):
         problems.append("subjects and external are both empty: the map needs at least one personalized model")
     for name, entry in config.get("external", {}).items():
@@ -162,7 +170,9 @@ def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Pl
     shards = make_shards(list(prompts["id"]), config["prompts"]["shard_size"])
     models = tuple(
         f"{name}/{method}" for name, subject in config["subjects"].items() for method in subject["methods"]
-    ) + tuple(f"{name}/external" for name in config.get("external", {}))
+    )
+    models += tuple(f"{name}/external" for name in config.get("external", {}))
+    models += tuple(f"{name}/perturb" for name in perturbation_scales(config))
     return Plan(config=config, prompts=prompts, shards=tuple(shards), models=models)
 
 
@@ -186,10 +196,18 @@ def method_token(config: dict[str, Any], subject: str, method: str) -> str:
 
 
 def subject_category(config: dict[str, Any], name: str) -> str:
-    """The (declared) subject category of a subject or an external adapter."""
+    """The (declared) subject category of a subject or an external adapter; "control" for perturbations."""
     if name in config["subjects"]:
         return config["subjects"][name]["category"]
-    return config["external"][name]["category"]
+    if name in config.get("external", {}):
+        return config["external"][name]["category"]
+    return CONTROL_CATEGORY
+
+
+def perturbation_scales(config: dict[str, Any]) -> dict[str, float]:
+    """Model subject name -> relative noise scale of the planted-effect control (e.g. kv0p1 -> 0.1)."""
+    scales = config.get("perturb", {}).get("scales", [])
+    return {"kv" + f"{scale:g}".replace(".", "p").replace("-", "m"): float(scale) for scale in scales}
 
 
 def class_image_counts(config: dict[str, Any]) -> dict[str, int]:

@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from entmap.generate import decode_png
+from entmap.images import decode_png
 from entmap.metrics import Lpips, semantic_shift
 from entmap.tables import DISRUPTION, IMAGES, SCORES, read_table, write_table
 

@@ -18,13 +18,13 @@ from entmap.prompts import PROMPT_CATEGORIES  # noqa: E402
 METHOD_ORDER = ("ti", "lora", "cd", "external")
 
 
-def save_figure(fig: plt.Figure, stem: str | os.PathLike[str]) -> list[Path]:
-    """Save ``fig`` as ``stem.png`` (200 dpi) and ``stem.pdf``; return the paths."""
+def save_figure(fig: plt.Figure, stem: str | os.PathLike[str], dpi: int = 200) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` (``dpi``) and ``stem.pdf``; return the paths."""
     paths = []
     for suffix in (".png", ".pdf"):
         path = Path(f"{stem}{suffix}")
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=200, bbox_inches="tight")
+            fig.savefig(tmp, format=suffix[1:], dpi=dpi, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)
     return paths
@@ -112,3 +112,173 @@ def entanglement_map_figure(
     cells = read_table(cells_path, CELLS)
     tau = json.loads(Path(noise_floor_path).read_text(encoding="utf-8"))["tau_sem"]
     return plot_entanglement_map(cells, stem, "e_sem", tau)
+
+
+REGIONS = (
+    ("safe", 0.02, 0.02, "left", "bottom"),
+    ("semantic drift", 0.02, 0.98, "left", "top"),
+    ("visual drift", 0.98, 0.02, "right", "bottom"),
+    ("full entanglement", 0.98, 0.98, "right", "top"),
+)
+METHOD_COLOURS = {
+    "ti": "#1b9e77",
+    "lora": "#d95f02",
+    "cd": "#7570b3",
+    "external": "#e7298a",
+    "perturb": "#666666",
+}
+CATEGORY_MARKERS = {"face": "o", "object": "s", "style": "^", "control": "x"}
+
+
+def plot_drift_scatter(per_model: pd.DataFrame, tau_sem: float, tau_per: float, stem: str | os.PathLike[str]):
+    """Per-model mean E_sem (y) vs mean E_per (x), split by the noise floors into four regions.
+
+    Regions: safe (both below), semantic drift (E_sem above only), visual drift (E_per above
+    only), full entanglement (both above).
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    for _, row in per_model.iterrows():
+        ax.errorbar(
+            row["mean_e_per"],
+            row["mean_e_sem"],
+            xerr=[
+                [row["mean_e_per"] - row["mean_e_per_ci_low"]],
+                [row["mean_e_per_ci_high"] - row["mean_e_per"]],
+            ],
+            yerr=[
+                [row["mean_e_sem"] - row["mean_e_sem_ci_low"]],
+                [row["mean_e_sem_ci_high"] - row["mean_e_sem"]],
+            ],
+            fmt=CATEGORY_MARKERS.get(row["subject_category"], "D"),
+            color=METHOD_COLOURS.get(row["method"], "black"),
+            markersize=7,
+            elinewidth=0.8,
+            capsize=2,
+        )
+        if len(per_model) <= 20:
+            ax.annotate(
+                row["model"],
+                (row["mean_e_per"], row["mean_e_sem"]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    x_max = max(tau_per, per_model["mean_e_per_ci_high"].max()) * 1.6 or 1.0
+    y_max = max(tau_sem, per_model["mean_e_sem_ci_high"].max()) * 1.6 or 1.0
+    # symlog: models often sit orders of magnitude below the noise floor, and exact zeros exist
+    for axis, values, tau in (
+        ("x", per_model["mean_e_per"], tau_per),
+        ("y", per_model["mean_e_sem"], tau_sem),
+    ):
+        positive = [v for v in [*values, tau] if v > 0]
+        linthresh = 0.5 * min(positive) if positive else 1e-6
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("symlog", linthresh=linthresh, linscale=0.3)
+    ax.set_xlim(0, x_max)
+    ax.set_ylim(0, y_max)
+    ax.axvline(tau_per, color="grey", linestyle="--", linewidth=1)
+    ax.axhline(tau_sem, color="grey", linestyle="--", linewidth=1)
+    ax.annotate(
+        f"τ_per = {tau_per:.3g}",
+        (tau_per, 0),
+        xytext=(3, 40),
+        textcoords="offset points",
+        rotation=90,
+        fontsize=8,
+        color="grey",
+    )
+    ax.annotate(
+        f"τ_sem = {tau_sem:.3g}",
+        (0, tau_sem),
+        xytext=(40, 3),
+        textcoords="offset points",
+        fontsize=8,
+        color="grey",
+    )
+    for name, fx, fy, ha, va in REGIONS:
+        ax.text(
+            fx, fy, name, transform=ax.transAxes, ha=ha, va=va, fontsize=10, color="#444444", style="italic"
+        )
+    handles = [
+        plt.Line2D([], [], color=c, marker="o", linestyle="", label=m)
+        for m, c in METHOD_COLOURS.items()
+        if m in set(per_model["method"])
+    ]
+    handles += [
+        plt.Line2D([], [], color="black", marker=mk, linestyle="", label=c)
+        for c, mk in CATEGORY_MARKERS.items()
+        if c in set(per_model["subject_category"])
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_xlabel("mean E_per (LPIPS to the seed-matched base image; symlog)")
+    ax.set_ylabel("mean E_sem (|Δ CLIP cosine|; symlog)")
+    ax.set_title("Semantic vs perceptual disruption per model (95% bootstrap intervals)")
+    return save_figure(fig, stem)
+
+
+def plot_category_matrix(matrix: pd.DataFrame, stem: str | os.PathLike[str]):
+    """Subject category (columns) x prompt category (rows): mean E_sem, values written in cells."""
+    table = matrix.pivot(index="prompt_category", columns="subject_category", values="mean_e_sem")
+    rows = [c for c in PROMPT_CATEGORIES if c in table.index] + [
+        c for c in table.index if c not in PROMPT_CATEGORIES
+    ]
+    table = table.loc[rows]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * table.shape[1], 1.2 + 0.55 * table.shape[0]))
+    values = table.to_numpy(dtype=float)
+    vmax = np.nanmax(values) if np.isfinite(values).any() and np.nanmax(values) > 0 else 1.0
+    image = ax.imshow(values, cmap="magma", vmin=0, vmax=vmax, aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        ax.text(
+            j,
+            i,
+            f"{value:.3g}",
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="white" if value < 0.6 * vmax else "black",
+        )
+    ax.set_xticks(range(table.shape[1]), table.columns)
+    ax.set_yticks(range(table.shape[0]), table.index)
+    ax.set_xlabel("subject category of the personalization")
+    ax.set_ylabel("prompt category")
+    fig.colorbar(image, ax=ax, fraction=0.05).set_label("mean E_sem")
+    ax.set_title("Category x category disruption")
+    return save_figure(fig, stem)
+
+
+def plot_image_grid(rows: list[dict], model: str, stem: str | os.PathLike[str]):
+    """Base and personalized image side by side for each listed prompt, with their scores.
+
+    Each row dict: text, base (uint8 HxWx3), pers, a_base, a_pers, lpips, e_sem.
+    """
+    n = max(1, len(rows))
+    fig, axes = plt.subplots(n, 2, figsize=(5.2, 2.5 * n), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, (key, title) in enumerate((("base", "base"), ("pers", model))):
+            ax = axes[i, j]
+            ax.imshow(row[key], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            score = row["a_base"] if key == "base" else row["a_pers"]
+            ax.set_title(f"{title}: CLIP {score:.3f}", fontsize=8)
+        text = row["text"] if len(row["text"]) <= 48 else row["text"][:47] + "…"
+        axes[i, 0].set_ylabel(f"{text}\nE_sem {row['e_sem']:.3f}, LPIPS {row['lpips']:.3f}", fontsize=7)
+    fig.suptitle(f"{model}: highest-shift prompts (seed with the largest shift)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, stem, dpi=110)
+
+
+def drift_scatter_figure(
+    per_model_path: str | os.PathLike[str],
+    noise_floor_path: str | os.PathLike[str],
+    stem: str | os.PathLike[str],
+) -> list[Path]:
+    """Read tables/per_model.csv and noise_floor.json; draw the four-region scatter."""
+    import json
+
+    floor = json.loads(Path(noise_floor_path).read_text(encoding="utf-8"))
+    return plot_drift_scatter(pd.read_csv(per_model_path), floor["tau_sem"], floor["tau_per"], stem)
+
+
+def category_matrix_figure(matrix_path: str | os.PathLike[str], stem: str | os.PathLike[str]) -> list[Path]:
+    """Read tables/category_matrix.csv; draw subject category x prompt category."""
+    return plot_category_matrix(pd.read_csv(matrix_path), stem)

@@ -9,16 +9,14 @@ models receive the exact same prompt text (no subject token is inserted).
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
+from entmap.images import png_bytes
 from entmap.tables import IMAGES, write_table
 
 LATENT_CHANNELS = 4
@@ -35,19 +33,6 @@ def initial_latents(
         for s in seeds
     ]
     return torch.stack(noise).to(device=device, dtype=dtype)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """Encode an image as PNG (deterministic for identical pixels)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 array (H, W, 3)."""
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def generate_shard(

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from entmap.atomic import write_text
-from entmap.generate import decode_png
+from entmap.images import decode_png
 from entmap.metrics import Lpips, percentile_threshold
 from entmap.tables import IMAGES, NOISE_PAIRS, SCORES, read_table, read_tables, write_table
 

@@ -106,5 +106,6 @@ def load_model(
         apply_adapter(pipe, meta["kind"], meta["source"], meta.get("token"), allow_pickle)
         return pipe
     pipe = load_pipeline(base_model, device, dtype)
-    apply_adapter(pipe, meta["method"], Path(adapter_dir) / ADAPTER_FILE, meta.get("token"))
+    kind = "cd" if meta["method"] == "perturb" else meta["method"]  # perturbations use the CD format
+    apply_adapter(pipe, kind, Path(adapter_dir) / ADAPTER_FILE, meta.get("token"))
     return pipe

@@ -105,3 +105,27 @@ def generate_class_images(
     with atomic_dir(out_dir) as tmp:
         for row in frame.itertuples():
             (tmp / f"{row.seed:04d}.png").write_bytes(row.png)
+
+
+def make_perturbation(
+    base_model: str, scale: float, seed: int, out_dir: str | os.PathLike[str], threads: int = 1
+) -> None:
+    """Write a planted-effect adapter: k/v weights with relative Gaussian noise ``scale``."""
+    from entmap.methods.perturb import save_perturbation
+
+    configure_torch(threads)
+    pipe = load_pipeline(base_model, torch.device("cpu"), torch.float32)
+    out_dir = Path(out_dir)
+    save_perturbation(pipe.unet, scale, seed, out_dir / ADAPTER_FILE)
+    write_meta(
+        out_dir / "meta.json",
+        {
+            "method": "perturb",
+            "scale": scale,
+            "seed": seed,
+            "token": None,
+            "base_model": base_model,
+            "subject_category": "control",
+            "entmap_version": entmap.__version__,
+        },
+    )

@@ -1,0 +1,156 @@
+"""The ``analyze`` stage: tables and statistics from the stored per-seed tables (no new images).
+
+Writes, under ``results/``:
+
+* ``tables/per_model``, ``table1``, ``table2``, ``category_matrix``, ``frechet`` (CSV + Markdown)
+  and ``tables/cell_significance.csv``;
+* ``stats/hypotheses.json`` (H1-H3), ``stats/normalization.json`` (min-max bounds of E),
+  ``stats/mixed_model.json``, ``stats/significance.json`` (BH-flagged cells per model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from entmap.aggregate import summarize
+from entmap.atomic import atomic_path, write_text
+from entmap.stats import cell_significance, frechet_by_category, hypotheses, mixed_model
+from entmap.tables import CELLS, DISRUPTION, NOISE_PAIRS, SCORES, read_table, read_tables
+
+TABLES = ("per_model", "table1", "table2", "category_matrix", "frechet")
+STATS = ("hypotheses", "normalization", "mixed_model", "significance")
+
+
+def write_table_files(frame: pd.DataFrame, stem: str | os.PathLike[str]) -> None:
+    """``stem.csv`` for machines and ``stem.md`` (a Markdown table, 4 significant digits) for people."""
+    with atomic_path(f"{stem}.csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+    write_text(f"{stem}.md", frame.to_markdown(index=False, floatfmt=".4g") + "\n")
+
+
+def write_json(data: Any, path: str | os.PathLike[str]) -> None:
+    def default(value: Any) -> Any:
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(f"not JSON serializable: {type(value)}")
+
+    write_text(path, json.dumps(data, indent=2, default=default, allow_nan=True) + "\n")
+
+
+def run_analysis(
+    cells_path: str | os.PathLike[str],
+    disruption_paths: list[str],
+    noise_paths: list[str],
+    score_paths: list[str],
+    prompts: pd.DataFrame,
+    own_category: dict[str, str],
+    settings: dict[str, Any],
+    tables_dir: str | os.PathLike[str],
+    stats_dir: str | os.PathLike[str],
+) -> None:
+    """Compute every table and statistic of the map and write them."""
+    tables_dir, stats_dir = Path(tables_dir), Path(stats_dir)
+    cells = read_table(cells_path, CELLS)
+    disruption = read_tables(disruption_paths, DISRUPTION)
+    noise = read_tables(noise_paths, NOISE_PAIRS)
+    alpha = settings.get("alpha", 0.05)
+    summaries = summarize(
+        cells,
+        disruption,
+        own_category,
+        n_boot=settings.get("bootstrap", 1000),
+        seed=settings.get("bootstrap_seed", 0),
+        n_extreme=settings.get("extreme_prompts", 5),
+    )
+    significance = cell_significance(disruption, noise, alpha)
+    flagged = significance.groupby("model")[["flagged_sem", "flagged_per"]].sum().astype(int)
+    per_model = summaries.per_model.join(flagged, on="model")
+    frechet = frechet_by_category(read_tables(score_paths, SCORES), prompts)
+    for name, frame in (
+        ("per_model", per_model),
+        ("table1", summaries.table1),
+        ("table2", summaries.table2),
+        ("category_matrix", summaries.category_matrix),
+        ("frechet", frechet),
+    ):
+        write_table_files(frame, tables_dir / name)
+    with atomic_path(tables_dir / "cell_significance.csv") as tmp:
+        significance.to_csv(tmp, index=False, float_format="%.6g")
+    write_json(hypotheses(cells, per_model, own_category, alpha), stats_dir / "hypotheses.json")
+    write_json(summaries.bounds, stats_dir / "normalization.json")
+    write_json(mixed_model(cells), stats_dir / "mixed_model.json")
+    write_json(
+        {
+            "test": "one-sided Mann-Whitney U of a cell's per-seed shifts vs all base seed-pair shifts",
+            "correction": "Benjamini-Hochberg (scipy.stats.false_discovery_control)",
+            "fdr": alpha,
+            "cells": int(len(significance)),
+            "flagged_sem": int(significance["flagged_sem"].sum()),
+            "flagged_per": int(significance["flagged_per"].sum()),
+            "by_model": flagged.to_dict(orient="index"),
+        },
+        stats_dir / "significance.json",
+    )
+
+
+def grid_rows(
+    model: str,
+    cells: pd.DataFrame,
+    disruption: pd.DataFrame,
+    base_images: pd.DataFrame,
+    pers_images: pd.DataFrame,
+    n_prompts: int,
+) -> list[dict[str, Any]]:
+    """The ``n_prompts`` highest-E_sem prompts of ``model``, each at the seed with the largest shift."""
+    from entmap.images import decode_png
+
+    mine = cells[cells["model"] == model].sort_values(["e_sem", "e_per"], ascending=False).head(n_prompts)
+    base = base_images.set_index(["prompt_id", "seed"])["png"]
+    pers = pers_images.set_index(["prompt_id", "seed"])["png"]
+    rows = []
+    for cell in mine.itertuples():
+        seeds = disruption[(disruption["model"] == model) & (disruption["prompt_id"] == cell.prompt_id)]
+        worst = seeds.sort_values(["d_sem", "lpips"], ascending=False).iloc[0]
+        key = (cell.prompt_id, int(worst["seed"]))
+        rows.append(
+            {
+                "text": cell.text,
+                "base": decode_png(base[key]),
+                "pers": decode_png(pers[key]),
+                "a_base": float(worst["a_base"]),
+                "a_pers": float(worst["a_pers"]),
+                "lpips": float(worst["lpips"]),
+                "e_sem": float(cell.e_sem),
+            }
+        )
+    return rows
+
+
+def image_grid(
+    model: str,
+    cells_path: str | os.PathLike[str],
+    disruption_paths: list[str],
+    base_image_paths: list[str],
+    pers_image_paths: list[str],
+    n_prompts: int,
+    stem: str | os.PathLike[str],
+) -> None:
+    """Read one model's tables and draw its image grid (what a person inspects before release)."""
+    from entmap.figures import plot_image_grid
+    from entmap.tables import IMAGES
+
+    rows = grid_rows(
+        model,
+        read_table(cells_path, CELLS),
+        read_tables(disruption_paths, DISRUPTION),
+        read_tables(base_image_paths, IMAGES),
+        read_tables(pers_image_paths, IMAGES),
+        n_prompts,
+    )
+    plot_image_grid(rows, model, stem)

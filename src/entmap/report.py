@@ -1,0 +1,209 @@
+"""A single self-contained HTML report of a run: figures embedded, tables, hypotheses in words.
+
+Everything is read from the run's outputs (tables, stats, figures, noise floor) and inlined, so
+the file opens offline and can be mailed or archived on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import importlib.metadata
+import importlib.resources
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+import entmap
+from entmap.atomic import write_text
+
+PACKAGES = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "peft",
+    "open_clip_torch",
+    "lpips",
+    "snakemake",
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+    "matplotlib",
+    "pyarrow",
+)
+
+TEMPLATE_FILE = "report_template.html"
+
+TABLE_CAPTIONS = {
+    "per_model": (
+        "Per-model summary",
+        "Mean E_sem and E_per over all prompts, E over non-target prompts, "
+        "share of cells above the noise floor, BH-flagged cells; 95% bootstrap intervals.",
+    ),
+    "table1": (
+        "Table 1: method x subject category",
+        "Mean non-target E_sem and E over subjects, std of E "
+        "over subjects, 95% bootstrap intervals (prompts and seeds resampled).",
+    ),
+    "table2": (
+        "Table 2: most fragile and most robust prompts",
+        "Mean E_sem over all personalized models, 95% intervals resampling seeds.",
+    ),
+    "category_matrix": ("Subject category x prompt category", "Mean E_sem with 95% bootstrap intervals."),
+    "frechet": (
+        "Frechet distance per prompt category",
+        "Between base and personalized CLIP image embeddings.",
+    ),
+}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def describe_test(result: dict[str, Any], x_label: str, y_label: str) -> str:
+    """A one-sided Mann-Whitney result in words."""
+    if not result.get("testable"):
+        reason = result.get("reason", "no data")
+        return f"not testable ({reason}; n = {result.get('n_x')} vs {result.get('n_y')})"
+    verdict = "supported" if result["supported"] else "not supported"
+    return (
+        f"{verdict}: mean E {x_label} {result['mean_x']:.4g} vs {y_label} {result['mean_y']:.4g}, one-sided "
+        f"Mann-Whitney U = {result['U']:.1f}, p = {result['p']:.3g}, n = {result['n_x']} vs {result['n_y']}, "
+        f"rank-biserial r = {result['rank_biserial']:.2f}"
+    )
+
+
+def hypotheses_in_words(data: dict[str, Any]) -> list[dict[str, str]]:
+    """H1-H3 as sentences, with the numbers behind each verdict."""
+    out = []
+    for name, x_label, y_label in (("H1", "on people prompts", "on other prompts"), ("H2", "style", "face")):
+        result = data[name]
+        out.append(
+            {
+                "name": name,
+                "text": f"{result['hypothesis']} — {describe_test(result, x_label, y_label)}.",
+                "css": "supported" if result.get("supported") else "rejected",
+            }
+        )
+    h3 = data["H3"]
+    means = ", ".join(f"{k} {_fmt(v)}" for k, v in h3["means"].items())
+    text = (
+        f"{h3['hypothesis']} — mean E per subject category: {means}; ordering "
+        f"{'holds' if h3['ordering_holds'] else 'does not hold'}; objects vs faces: "
+        f"{describe_test(h3['object_vs_face'], 'object', 'face')}; styles vs objects: "
+        f"{describe_test(h3['style_vs_object'], 'style', 'object')}."
+    )
+    out.append({"name": "H3", "text": text, "css": "supported" if h3.get("supported") else "rejected"})
+    return out
+
+
+def git_commit(cwd: str | os.PathLike[str] = ".") -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_report(
+    tables_dir: str | os.PathLike[str],
+    stats_dir: str | os.PathLike[str],
+    noise_floor_path: str | os.PathLike[str],
+    figures: list[tuple[str, str]],
+    config: dict[str, Any],
+    out_path: str | os.PathLike[str],
+) -> None:
+    """Assemble report.html from the run's outputs; ``figures`` are (png path, caption) pairs."""
+    import jinja2
+    import markupsafe
+
+    tables_dir, stats_dir = Path(tables_dir), Path(stats_dir)
+    floor = json.loads(Path(noise_floor_path).read_text(encoding="utf-8"))
+    hyp = json.loads((stats_dir / "hypotheses.json").read_text(encoding="utf-8"))
+    sig = json.loads((stats_dir / "significance.json").read_text(encoding="utf-8"))
+    mixed = json.loads((stats_dir / "mixed_model.json").read_text(encoding="utf-8"))
+    per_model = pd.read_csv(tables_dir / "per_model.csv")
+    tables = []
+    for name, (title, caption) in TABLE_CAPTIONS.items():
+        frame = pd.read_csv(tables_dir / f"{name}.csv")
+        tables.append(
+            {
+                "title": title,
+                "caption": caption,
+                "html": frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0),
+            }
+        )
+    if mixed.get("fitted"):
+        effects = pd.DataFrame(mixed["fixed_effects"]).T.reset_index(names="term")
+        mixed_html = effects.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+        mixed_text = (
+            f"{mixed['formula']}; {mixed['random_effects']}; {mixed['n_cells']} cells; "
+            f"converged: {mixed['converged']}; variance components: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in mixed["variance_components"].items())
+            + f"; residual variance {mixed['residual_variance']:.3g}."
+        )
+    else:
+        mixed_html, mixed_text = "", f"not fitted: {mixed.get('reason')}"
+    n_prompts = int(per_model["n_prompts_non_target"].max()) if len(per_model) else 0
+    summary = (
+        f"{len(per_model)} personalized models compared with the base model on seed-matched images; "
+        f"per-model means, hypothesis tests and figures below are computed from the stored per-seed "
+        f"tables (up to {n_prompts} non-target prompts per model)."
+    )
+    noise = (
+        f"tau_sem = {floor['tau_sem']:.4g} and tau_per = {floor['tau_per']:.4g}: the {floor['percentile']}th "
+        f"percentiles of |Δ CLIP cosine| and LPIPS between {floor['pairs_per_prompt']} seed pair(s) of the "
+        f"base model on each of {floor['prompts']} prompts ({floor['measurements']} measurements). "
+        "A single cell below these is indistinguishable from seed noise."
+    )
+    significance = (
+        f"{sig['flagged_sem']} of {sig['cells']} cells have a semantic shift and {sig['flagged_per']} "
+        f"a perceptual shift above the noise floor at FDR {sig['fdr']} ({sig['test']}; "
+        f"{sig['correction']})."
+    )
+    versions = pd.DataFrame(list(package_versions().items()), columns=["package", "version"])
+    figure_data = [
+        {"data": base64.b64encode(Path(p).read_bytes()).decode(), "caption": c} for p, c in figures
+    ]
+    template = importlib.resources.files("entmap").joinpath(TEMPLATE_FILE).read_text(encoding="utf-8")
+    page = (
+        jinja2.Environment(autoescape=True)
+        .from_string(template)
+        .render(
+            summary=summary,
+            noise=noise,
+            hypotheses=hypotheses_in_words(hyp),
+            figures=figure_data,
+            tables=[{**t, "html": markupsafe.Markup(t["html"])} for t in tables],
+            significance=significance,
+            mixed_text=mixed_text,
+            mixed_html=markupsafe.Markup(mixed_html),
+            version=entmap.__version__,
+            commit=git_commit(),
+            date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            platform=html.escape(platform.platform()),
+            versions=markupsafe.Markup(versions.to_html(index=False, border=0)),
+            config=yaml.safe_dump(config, sort_keys=False),
+        )
+    )
+    write_text(out_path, page)

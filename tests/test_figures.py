@@ -1,0 +1,53 @@
+"""Figures are rendered and looked at: non-blank, the expected size, PDF alongside."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_stats import OWN, synthetic
+
+from entmap.aggregate import summarize
+from entmap.figures import plot_category_matrix, plot_drift_scatter, plot_entanglement_map, plot_image_grid
+
+
+def looks_like_a_figure(stem, min_size):
+    png = Image.open(f"{stem}.png").convert("L")
+    array = np.asarray(png, dtype=float)
+    assert png.size[0] >= min_size[0] and png.size[1] >= min_size[1], png.size
+    assert array.std() > 15  # not blank
+    assert (array < 128).mean() > 0.01  # there is ink
+    assert Path(f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+@pytest.fixture(scope="module")
+def data():
+    seeds, cells = synthetic(np.random.default_rng(0), style_shift=0.01, n_subjects=2, n_prompts=2, n_seeds=2)
+    return cells, summarize(cells, seeds, OWN, n_boot=20)
+
+
+def test_map_heatmap(tmp_path, data):
+    cells, _ = data
+    plot_entanglement_map(cells, tmp_path / "map", "e_sem", tau=0.03)
+    looks_like_a_figure(tmp_path / "map", (800, 600))
+
+
+def test_scatter_with_regions(tmp_path, data):
+    _, out = data
+    plot_drift_scatter(out.per_model, 0.04, 0.5, tmp_path / "scatter")
+    looks_like_a_figure(tmp_path / "scatter", (1000, 800))
+
+
+def test_category_matrix(tmp_path, data):
+    _, out = data
+    plot_category_matrix(out.category_matrix, tmp_path / "matrix")
+    looks_like_a_figure(tmp_path / "matrix", (400, 400))
+
+
+def test_image_grid(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = [{"text": f"prompt {i}", "base": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+             "pers": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "a_base": 0.3, "a_pers": 0.25,
+             "lpips": 0.4, "e_sem": 0.05} for i in range(3)]  # fmt: skip
+    plot_image_grid(rows, "x/lora", tmp_path / "grid")
+    looks_like_a_figure(tmp_path / "grid", (400, 600))

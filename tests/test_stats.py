@@ -1,0 +1,192 @@
+"""Every statistic against an independent computation on data with a known answer."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from entmap.aggregate import Cube, minmax, normalization_bounds, summarize
+from entmap.stats import cell_significance, frechet_between, frechet_distance, hypotheses, mixed_model
+
+OWN = {"face": "people", "object": "objects", "style": "styles"}
+CATEGORIES = ["people", "animals", "objects", "scenes", "styles", "abstract"]
+
+
+def synthetic(rng, style_shift=0.0, n_subjects=3, n_prompts=4, n_seeds=3, methods=("ti", "lora", "cd")):
+    """Per-seed disruption and cells for subjects of each category; styles shifted by ``style_shift``."""
+    rows = []
+    for category in ("face", "object", "style"):
+        for s in range(n_subjects):
+            for method in methods:
+                for c in CATEGORIES:
+                    for p in range(n_prompts):
+                        for k in range(n_seeds):
+                            d = abs(rng.normal(0.02 + (style_shift if category == "style" else 0), 0.01))
+                            rows.append(
+                                (
+                                    f"{category}{s}/{method}",
+                                    f"{category}{s}",
+                                    method,
+                                    category,
+                                    f"{c}-{p}",
+                                    c,
+                                    k,
+                                    d,
+                                    abs(rng.normal(0.3, 0.05)),
+                                )
+                            )
+    seeds = pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "subject",
+            "method",
+            "subject_category",
+            "prompt_id",
+            "category",
+            "seed",
+            "d_sem",
+            "lpips",
+        ],
+    )
+    keys = ["model", "subject", "method", "subject_category", "prompt_id", "category"]
+    cells = (
+        seeds.groupby(keys, sort=False).agg(e_sem=("d_sem", "mean"), e_per=("lpips", "mean")).reset_index()
+    )
+    cells["text"] = cells["prompt_id"]
+    cells["e_sem_signed"] = 0.0
+    cells["above_tau_sem"] = cells["e_sem"] > 0.04
+    cells["above_tau_per"] = cells["e_per"] > 0.4
+    return seeds, cells
+
+
+def test_h2_detects_a_planted_style_effect_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    seeds, cells = synthetic(rng, style_shift=0.01)
+    result = hypotheses(cells, summarize(cells, seeds, OWN, n_boot=0).per_model, OWN)
+    assert result["H2"]["supported"] and result["H2"]["p"] < 1e-6
+    # the counts are exact: non-target cells of style vs face models
+    per_group = 3 * 3 * 5 * 4  # subjects x methods x non-target categories x prompts
+    assert (result["H2"]["n_x"], result["H2"]["n_y"]) == (per_group, per_group)
+    false_positives = 0
+    for seed in range(40):
+        seeds, cells = synthetic(np.random.default_rng(100 + seed))
+        per_model = summarize(cells, seeds, OWN, n_boot=0).per_model
+        false_positives += hypotheses(cells, per_model, OWN)["H2"]["supported"]
+    assert false_positives <= 6  # about 5% of 40 expected at alpha 0.05
+
+
+def test_h1_matches_scipy_on_the_same_split():
+    seeds, cells = synthetic(np.random.default_rng(1))
+    result = hypotheses(cells, summarize(cells, seeds, OWN, n_boot=0).per_model, OWN)["H1"]
+    face = cells[cells["subject_category"] == "face"]
+    expected = sps.mannwhitneyu(
+        face.loc[face.category == "people", "e_sem"],
+        face.loc[face.category != "people", "e_sem"],
+        alternative="greater",
+    )
+    assert result["p"] == pytest.approx(expected.pvalue) and result["U"] == expected.statistic
+    assert result["rank_biserial"] == pytest.approx(
+        2 * expected.statistic / (result["n_x"] * result["n_y"]) - 1
+    )
+
+
+def test_bh_matches_statsmodels():
+    seeds, _ = synthetic(np.random.default_rng(2))
+    noise = pd.DataFrame(
+        {
+            "d_sem": np.abs(np.random.default_rng(3).normal(0.02, 0.01, 60)),
+            "lpips": np.abs(np.random.default_rng(4).normal(0.3, 0.05, 60)),
+        }
+    )
+    table = cell_significance(seeds, noise, alpha=0.1)
+    for kind in ("sem", "per"):
+        reject, q, _, _ = multipletests(table[f"p_{kind}"], alpha=0.1, method="fdr_bh")
+        np.testing.assert_allclose(table[f"q_{kind}"], q)
+        assert (table[f"flagged_{kind}"] == reject).all()
+
+
+def test_frechet_distance_matches_the_gaussian_closed_form():
+    rng = np.random.default_rng(5)
+    mu1, mu2 = rng.normal(size=4), rng.normal(size=4)
+    a, b = rng.uniform(0.5, 2, 4), rng.uniform(0.5, 2, 4)
+    closed = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)  # diagonal covariances
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(closed)
+    # a rotated (non-diagonal) pair: the distance is rotation invariant
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    rotated = frechet_distance(q @ mu1, q @ np.diag(a) @ q.T, q @ mu2, q @ np.diag(b) @ q.T)
+    assert rotated == pytest.approx(closed)
+    # from samples it converges to the closed form
+    x = rng.multivariate_normal(mu1, np.diag(a), 200_000)
+    y = rng.multivariate_normal(mu2, np.diag(b), 200_000)
+    assert frechet_between(x, y) == pytest.approx(closed, rel=0.02)
+    assert frechet_between(x, x) == pytest.approx(0, abs=1e-6)
+
+
+def test_bootstrap_interval_covers_the_true_mean_at_about_the_nominal_rate():
+    rng = np.random.default_rng(6)
+    mu, covered, runs = 0.05, 0, 150
+    for _ in range(runs):  # prompts and seeds are random effects; the target is the population mean
+        prompt = rng.normal(0, 0.01, 25)
+        seed = rng.normal(0, 0.005, 8)
+        values = mu + prompt[None, :, None] + seed[None, None, :] + rng.normal(0, 0.01, (1, 25, 8))
+        cube = Cube(["m"], [f"p{i}" for i in range(25)], list(range(8)), values, values)
+        sem, _, weights = cube.replicates(400, seed=int(rng.integers(1 << 31)))
+        estimates = (sem[:, 0, :] * weights).sum(1) / weights.sum(1)
+        low, high = np.quantile(estimates[1:], [0.025, 0.975])
+        covered += low <= mu <= high
+    assert 0.88 <= covered / runs <= 0.995
+
+
+def test_entanglement_score_by_hand():
+    cells = pd.DataFrame({
+        "model": ["a/ti"] * 3 + ["b/ti"] * 3, "subject": ["a"] * 3 + ["b"] * 3, "method": ["ti"] * 6,
+        "subject_category": ["face"] * 3 + ["style"] * 3, "prompt_id": ["p1", "p2", "p3"] * 2,
+        "category": ["people", "styles", "animals"] * 2, "text": ["x"] * 6,
+        "e_sem": [0.0, 0.2, 0.4, 0.1, 0.3, 0.2], "e_per": [0.5, 1.0, 0.0, 0.25, 0.75, 1.0],
+        "e_sem_signed": [0.0] * 6, "above_tau_sem": [False] * 6, "above_tau_per": [False] * 6,
+    })  # fmt: skip
+    seeds = cells.assign(seed=0, d_sem=cells["e_sem"], lpips=cells["e_per"])
+    bounds = normalization_bounds(cells)
+    assert bounds["e_sem"] == {"min": 0.0, "max": 0.4} and bounds["e_per"] == {"min": 0.0, "max": 1.0}
+    np.testing.assert_allclose(minmax(np.array([0.1, 0.4]), bounds["e_sem"]), [0.25, 1.0])
+    per_model = summarize(cells, seeds, OWN, n_boot=0).per_model.set_index("model")
+    # face excludes people: p2 (0.5 + 1.0)/2 = 0.75, p3 (1.0 + 0.0)/2 = 0.5 -> E = 0.625
+    # style excludes styles: p1 (0.25 + 0.25)/2 = 0.25, p3 (0.5 + 1.0)/2 = 0.75 -> E = 0.5
+    assert per_model.loc["a/ti", "E"] == pytest.approx(0.625)
+    assert per_model.loc["b/ti", "E"] == pytest.approx(0.5)
+    assert per_model.loc["a/ti", "mean_e_sem"] == pytest.approx(0.2)
+
+
+def test_tables_agree_with_pandas_group_means():
+    seeds, cells = synthetic(np.random.default_rng(7), style_shift=0.005)
+    out = summarize(cells, seeds, OWN, n_boot=50)
+    matrix = out.category_matrix.set_index(["subject_category", "prompt_category"])["mean_e_sem"]
+    manual = cells.groupby(["subject_category", "category"])["e_sem"].mean()
+    for key, value in manual.items():
+        assert matrix.loc[key] == pytest.approx(value)
+    table2 = out.table2
+    by_prompt = cells.groupby("prompt_id")["e_sem"].mean().sort_values(ascending=False)
+    assert list(table2.loc[table2.kind == "most fragile", "prompt_id"]) == list(by_prompt.index[:5])
+    assert list(table2.loc[table2.kind == "most robust", "prompt_id"]) == list(by_prompt.index[::-1][:5])
+    row = out.table1.set_index(["method", "subject_category"]).loc[("lora", "style")]
+    assert row["mean_e_sem_ci_low"] <= row["mean_e_sem"] <= row["mean_e_sem_ci_high"]
+    assert row["n_subjects"] == 3
+
+
+def test_mixed_model_recovers_a_planted_method_effect():
+    rng = np.random.default_rng(8)
+    seeds, cells = synthetic(rng)
+    prompt_effect = {p: rng.normal(0, 0.003) for p in cells["prompt_id"].unique()}
+    cells["e_sem"] = (
+        0.02
+        + 0.01 * (cells["method"] == "cd")
+        + cells["prompt_id"].map(prompt_effect)
+        + rng.normal(0, 0.002, len(cells))
+    )
+    fit = mixed_model(cells)
+    assert fit["fitted"] and fit["converged"]
+    effect = fit["fixed_effects"]["C(method)[T.ti]"]
+    assert effect["coef"] == pytest.approx(-0.01, abs=0.002) and effect["p"] < 1e-6
+    assert fit["variance_components"]["prompt"] == pytest.approx(0.003**2, rel=0.6)

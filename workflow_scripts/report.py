@@ -1,0 +1,17 @@
+"""Rule report: see entmap.report.write_report."""
+
+import os
+
+from entmap.joblog import job_log
+from entmap.report import write_report
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+with job_log(sm.log[0]):
+    write_report(
+        tables_dir=os.path.dirname(sm.input.tables[0]),
+        stats_dir=os.path.dirname(sm.input.stats[0]),
+        noise_floor_path=sm.input.noise_floor,
+        figures=[(path, sm.params.captions[path]) for path in sm.input.figures],
+        config=sm.params.config,
+        out_path=sm.output[0],
+    )
