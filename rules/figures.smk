@@ -62,7 +62,7 @@ rule figure_category_matrix:
 
 rule figure_grid:
     input:
-        cells="results/maps/cells.parquet",
+        suite=SUITE,
         disruption=expand("results/disruption/{{subject}}/{{method}}/{shard}.parquet", shard=SHARDS),
         base_images=expand("results/images/base/{shard}.parquet", shard=SHARDS),
         pers_images=expand("results/images/{{subject}}/{{method}}/{shard}.parquet", shard=SHARDS),
@@ -76,6 +76,7 @@ rule figure_grid:
         pdf="results/figures/grids/{subject}/{method}.pdf",
     params:
         n_prompts=config["analysis"].get("grid_prompts", 6),
+        prompt_ids=list(PLAN.prompts["id"]),
     log:
         "results/logs/figures/grids/{subject}/{method}.log",
     localrule: True

@@ -24,7 +24,7 @@ def test_default_config_is_valid_and_planned(config):
     assert plan.shard_names == ["000"]
     assert plan.models == tuple(
         f"{s}/{m}" for s in ("face1", "teapot1", "bands1") for m in ("ti", "lora", "cd")
-    ) + ("someone_lora/external",)
+    ) + ("someone_lora/external", "kv0/perturb", "kv0p05/perturb", "kv0p2/perturb", "kv0p5/perturb")
 
 
 def expect_error(config, *fragments):

@@ -4,13 +4,14 @@ from pathlib import Path
 
 from entmap.analyze import image_grid
 from entmap.joblog import job_log
+from entmap.prompts import prompts_by_id
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):
     image_grid(
         model=f"{sm.wildcards.subject}/{sm.wildcards.method}",
-        cells_path=sm.input.cells,
         disruption_paths=list(sm.input.disruption),
+        prompts=prompts_by_id(sm.input.suite, sm.params.prompt_ids),
         base_image_paths=list(sm.input.base_images),
         pers_image_paths=list(sm.input.pers_images),
         n_prompts=sm.params.n_prompts,

@@ -100,33 +100,38 @@ def run_analysis(
 
 
 def grid_rows(
-    model: str,
-    cells: pd.DataFrame,
     disruption: pd.DataFrame,
+    prompts: pd.DataFrame,
     base_images: pd.DataFrame,
     pers_images: pd.DataFrame,
     n_prompts: int,
 ) -> list[dict[str, Any]]:
-    """The ``n_prompts`` highest-E_sem prompts of ``model``, each at the seed with the largest shift."""
+    """The ``n_prompts`` prompts of highest E_sem in one model's per-seed ``disruption``.
+
+    Each prompt is shown at the seed with the largest shift. Computed from the model's own
+    tables only, so adding another model never redraws this grid.
+    """
     from entmap.images import decode_png
 
-    mine = cells[cells["model"] == model].sort_values(["e_sem", "e_per"], ascending=False).head(n_prompts)
+    text = dict(zip(prompts["id"], prompts["text"], strict=True))
+    cells = disruption.groupby("prompt_id").agg(e_sem=("d_sem", "mean"), e_per=("lpips", "mean"))
+    top = cells.sort_values(["e_sem", "e_per"], ascending=False).head(n_prompts)
     base = base_images.set_index(["prompt_id", "seed"])["png"]
     pers = pers_images.set_index(["prompt_id", "seed"])["png"]
     rows = []
-    for cell in mine.itertuples():
-        seeds = disruption[(disruption["model"] == model) & (disruption["prompt_id"] == cell.prompt_id)]
+    for prompt_id, cell in top.iterrows():
+        seeds = disruption[disruption["prompt_id"] == prompt_id]
         worst = seeds.sort_values(["d_sem", "lpips"], ascending=False).iloc[0]
-        key = (cell.prompt_id, int(worst["seed"]))
+        key = (prompt_id, int(worst["seed"]))
         rows.append(
             {
-                "text": cell.text,
+                "text": text[prompt_id],
                 "base": decode_png(base[key]),
                 "pers": decode_png(pers[key]),
                 "a_base": float(worst["a_base"]),
                 "a_pers": float(worst["a_pers"]),
                 "lpips": float(worst["lpips"]),
-                "e_sem": float(cell.e_sem),
+                "e_sem": float(cell["e_sem"]),
             }
         )
     return rows
@@ -134,8 +139,8 @@ def grid_rows(
 
 def image_grid(
     model: str,
-    cells_path: str | os.PathLike[str],
     disruption_paths: list[str],
+    prompts: pd.DataFrame,
     base_image_paths: list[str],
     pers_image_paths: list[str],
     n_prompts: int,
@@ -146,9 +151,8 @@ def image_grid(
     from entmap.tables import IMAGES
 
     rows = grid_rows(
-        model,
-        read_table(cells_path, CELLS),
         read_tables(disruption_paths, DISRUPTION),
+        prompts,
         read_tables(base_image_paths, IMAGES),
         read_tables(pers_image_paths, IMAGES),
         n_prompts,
