@@ -90,9 +90,7 @@ def make_workdir(path: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(
-    workdir: Path, *args: str, timeout: int = 900, check: bool = True
-) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real snakemake CLI in ``workdir``."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     result = subprocess.run(
@@ -104,9 +102,7 @@ def snakemake(
         timeout=timeout,
     )
     if check and result.returncode != 0:
-        raise AssertionError(
-            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-        )
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
 
 

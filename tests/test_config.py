@@ -22,9 +22,13 @@ def test_default_config_is_valid_and_planned(config):
     plan = load_plan(config, SCHEMA)
     assert len(plan.prompts) == 12
     assert plan.shard_names == ["000"]
-    assert plan.models == tuple(
-        f"{s}/{m}" for s in ("face1", "teapot1", "bands1") for m in ("ti", "lora", "cd")
-    ) + ("someone_lora/external", "kv0/perturb", "kv0p05/perturb", "kv0p2/perturb", "kv0p5/perturb")
+    assert plan.models == tuple(f"{s}/{m}" for s in ("face1", "teapot1", "bands1") for m in ("ti", "lora", "cd")) + (
+        "someone_lora/external",
+        "kv0/perturb",
+        "kv0p05/perturb",
+        "kv0p2/perturb",
+        "kv0p5/perturb",
+    )
 
 
 def expect_error(config, *fragments):
@@ -113,9 +117,7 @@ def test_external_entries_are_checked_before_any_job(config, tmp_path):
     expect_error(config, "external.theirs.path", "does not exist")
     config["external"]["theirs"].update(path=str(pickle), allow_pickle=True, category="vehicle")
     expect_error(config, "external.theirs.category", "vehicle")
-    config["external"] = {
-        "face1": {"kind": "lora", "path": str(pickle), "category": "face", "allow_pickle": True}
-    }
+    config["external"] = {"face1": {"kind": "lora", "path": str(pickle), "category": "face", "allow_pickle": True}}
     expect_error(config, "external.face1", "also a subject")
 
 

@@ -21,9 +21,7 @@ def diffusers_lora(tiny_dir, tmp_path_factory):
     from peft.utils import get_peft_model_state_dict
 
     pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
-    pipe.unet.add_adapter(
-        LoraConfig(r=2, lora_alpha=2, target_modules=["to_k", "to_v"], init_lora_weights=False)
-    )
+    pipe.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_k", "to_v"], init_lora_weights=False))
     folder = tmp_path_factory.mktemp("foreign")
     StableDiffusionPipeline.save_lora_weights(
         str(folder),
@@ -68,9 +66,7 @@ def test_lora_for_another_architecture_is_refused(tiny_dir, tmp_path):
     bad = tmp_path / "sdxl.safetensors"
     save_file(
         {
-            "unet.mid_block.attentions.9.transformer_blocks.0.attn1.to_q.lora.down.weight": torch.zeros(
-                4, 32
-            ),
+            "unet.mid_block.attentions.9.transformer_blocks.0.attn1.to_q.lora.down.weight": torch.zeros(4, 32),
             "unet.mid_block.attentions.9.transformer_blocks.0.attn1.to_q.lora.up.weight": torch.zeros(32, 4),
         },
         str(bad),

@@ -46,8 +46,17 @@ def test_category_matrix(tmp_path, data):
 
 def test_image_grid(tmp_path):
     rng = np.random.default_rng(1)
-    rows = [{"text": f"prompt {i}", "base": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
-             "pers": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "a_base": 0.3, "a_pers": 0.25,
-             "lpips": 0.4, "e_sem": 0.05} for i in range(3)]  # fmt: skip
+    rows = [
+        {
+            "text": f"prompt {i}",
+            "base": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+            "pers": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+            "a_base": 0.3,
+            "a_pers": 0.25,
+            "lpips": 0.4,
+            "e_sem": 0.05,
+        }
+        for i in range(3)
+    ]
     plot_image_grid(rows, "x/lora", tmp_path / "grid")
     looks_like_a_figure(tmp_path / "grid", (400, 600))

@@ -30,23 +30,17 @@ def test_latent_depends_only_on_its_seed():
 @pytest.fixture(scope="module")
 def base_shard(tiny_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("gen") / "base.parquet"
-    generate_model_shard(
-        str(tiny_dir / "tiny-sd"), None, PROMPTS, [0, 1], SETTINGS, "base", path, "cpu", "float32", 1
-    )
+    generate_model_shard(str(tiny_dir / "tiny-sd"), None, PROMPTS, [0, 1], SETTINGS, "base", path, "cpu", "float32", 1)
     return path
 
 
 def test_regenerated_shard_is_byte_identical(tiny_dir, base_shard, tmp_path):
     again = tmp_path / "again.parquet"
-    generate_model_shard(
-        str(tiny_dir / "tiny-sd"), None, PROMPTS, [0, 1], SETTINGS, "base", again, "cpu", "float32", 1
-    )
+    generate_model_shard(str(tiny_dir / "tiny-sd"), None, PROMPTS, [0, 1], SETTINGS, "base", again, "cpu", "float32", 1)
     first, second = read_table(base_shard, IMAGES), read_table(again, IMAGES)
     assert len(first) == 6
     assert list(first["png"]) == list(second["png"])
-    assert first[["prompt_id", "seed"]].values.tolist() == [
-        [p, s] for p in ("p1", "p2", "p3") for s in (0, 1)
-    ]
+    assert first[["prompt_id", "seed"]].values.tolist() == [[p, s] for p in ("p1", "p2", "p3") for s in (0, 1)]
     assert (first["settings_hash"] == settings_hash(SETTINGS)).all()
     assert first["png"].nunique() == 6  # different prompts and seeds give different images
 

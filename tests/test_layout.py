@@ -21,10 +21,6 @@ def test_package_never_imports_snakemake():
 
 def test_rule_scripts_are_glue():
     for path in (REPO / "workflow_scripts").glob("*.py"):
-        code = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and not line.strip().startswith("#")
-        ]
+        code = [line for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#")]
         assert len(code) <= 30, f"{path.name}: {len(code)} lines; move logic into src/entmap"
         assert not re.search(r"^\s*(def|class|for|while) ", path.read_text(), re.MULTILINE), path.name

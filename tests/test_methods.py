@@ -113,9 +113,7 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_dir, images):
     for checkpointing in (False, True):
         pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
         settings = dict(BASE, steps=2, gradient_checkpointing=checkpointing)
-        losses.append(
-            [row["loss"] for row in train_lora(pipe, images, None, "sks", "teapot", settings, CPU).log.rows]
-        )
+        losses.append([row["loss"] for row in train_lora(pipe, images, None, "sks", "teapot", settings, CPU).log.rows])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 

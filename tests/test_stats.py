@@ -51,9 +51,7 @@ def synthetic(rng, style_shift=0.0, n_subjects=3, n_prompts=4, n_seeds=3, method
         ],
     )
     keys = ["model", "subject", "method", "subject_category", "prompt_id", "category"]
-    cells = (
-        seeds.groupby(keys, sort=False).agg(e_sem=("d_sem", "mean"), e_per=("lpips", "mean")).reset_index()
-    )
+    cells = seeds.groupby(keys, sort=False).agg(e_sem=("d_sem", "mean"), e_per=("lpips", "mean")).reset_index()
     cells["text"] = cells["prompt_id"]
     cells["e_sem_signed"] = 0.0
     cells["above_tau_sem"] = cells["e_sem"] > 0.04
@@ -87,9 +85,7 @@ def test_h1_matches_scipy_on_the_same_split():
         alternative="greater",
     )
     assert result["p"] == pytest.approx(expected.pvalue) and result["U"] == expected.statistic
-    assert result["rank_biserial"] == pytest.approx(
-        2 * expected.statistic / (result["n_x"] * result["n_y"]) - 1
-    )
+    assert result["rank_biserial"] == pytest.approx(2 * expected.statistic / (result["n_x"] * result["n_y"]) - 1)
 
 
 def test_bh_matches_statsmodels():
@@ -140,13 +136,22 @@ def test_bootstrap_interval_covers_the_true_mean_at_about_the_nominal_rate():
 
 
 def test_entanglement_score_by_hand():
-    cells = pd.DataFrame({
-        "model": ["a/ti"] * 3 + ["b/ti"] * 3, "subject": ["a"] * 3 + ["b"] * 3, "method": ["ti"] * 6,
-        "subject_category": ["face"] * 3 + ["style"] * 3, "prompt_id": ["p1", "p2", "p3"] * 2,
-        "category": ["people", "styles", "animals"] * 2, "text": ["x"] * 6,
-        "e_sem": [0.0, 0.2, 0.4, 0.1, 0.3, 0.2], "e_per": [0.5, 1.0, 0.0, 0.25, 0.75, 1.0],
-        "e_sem_signed": [0.0] * 6, "above_tau_sem": [False] * 6, "above_tau_per": [False] * 6,
-    })  # fmt: skip
+    cells = pd.DataFrame(
+        {
+            "model": ["a/ti"] * 3 + ["b/ti"] * 3,
+            "subject": ["a"] * 3 + ["b"] * 3,
+            "method": ["ti"] * 6,
+            "subject_category": ["face"] * 3 + ["style"] * 3,
+            "prompt_id": ["p1", "p2", "p3"] * 2,
+            "category": ["people", "styles", "animals"] * 2,
+            "text": ["x"] * 6,
+            "e_sem": [0.0, 0.2, 0.4, 0.1, 0.3, 0.2],
+            "e_per": [0.5, 1.0, 0.0, 0.25, 0.75, 1.0],
+            "e_sem_signed": [0.0] * 6,
+            "above_tau_sem": [False] * 6,
+            "above_tau_per": [False] * 6,
+        }
+    )
     seeds = cells.assign(seed=0, d_sem=cells["e_sem"], lpips=cells["e_per"])
     bounds = normalization_bounds(cells)
     assert bounds["e_sem"] == {"min": 0.0, "max": 0.4} and bounds["e_per"] == {"min": 0.0, "max": 1.0}

@@ -20,8 +20,15 @@ from entmap.images import decode_png
 from entmap.tables import CELLS, DISRUPTION, IMAGES, NOISE_PAIRS, SCORES, read_table
 
 pytestmark = pytest.mark.workflow
-MODELS = ["face1/ti", "face1/lora", "bands1/cd", "someone_lora/external", "kv0/perturb", "kv0p2/perturb",
-          "kv0p5/perturb"]  # fmt: skip
+MODELS = [
+    "face1/ti",
+    "face1/lora",
+    "bands1/cd",
+    "someone_lora/external",
+    "kv0/perturb",
+    "kv0p2/perturb",
+    "kv0p5/perturb",
+]
 FIGURES = ["entanglement_map", "drift_scatter", "category_matrix"] + [f"grids/{m}" for m in MODELS]
 
 JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", re.MULTILINE)
@@ -93,10 +100,23 @@ def test_base_and_personalized_shards_are_seed_matched(finished_run):
 def test_every_rule_wrote_its_log(finished_run):
     logs = finished_run / "results" / "logs"
     rules = (
-        "build_tiny_base", "make_references", "class_images", "train", "example_external_adapter",
-        "audit_external", "generate", "score", "disrupt", "noise_floor", "noise_floor_thresholds",
-        "merge_map", "figures", "analyze", "report", "perturb",
-    )  # fmt: skip
+        "build_tiny_base",
+        "make_references",
+        "class_images",
+        "train",
+        "example_external_adapter",
+        "audit_external",
+        "generate",
+        "score",
+        "disrupt",
+        "noise_floor",
+        "noise_floor_thresholds",
+        "merge_map",
+        "figures",
+        "analyze",
+        "report",
+        "perturb",
+    )
     for rule in rules:
         assert list(logs.glob(f"{rule}*")), rule
     assert "textual inversion <face1>" in (logs / "train/face1/ti.log").read_text()
@@ -143,12 +163,29 @@ def test_dry_runs_show_the_whole_dag(tmp_path, default_config):
         jobs = dry_run_jobs(workdir, *args)
         counts = pd.Series([rule for rule, _ in jobs]).value_counts().to_dict()
         expected = {
-            "build_tiny_base": 1, "make_references": 3, "class_images": 3, "train_ti": 3, "train": 6,
-            "example_external_adapter": 1, "audit_external": 1, "generate_base": 1,
-            "perturb": 4, "generate_personalized": 14, "score": 15, "disrupt": 14, "noise_floor": 1,
-            "noise_floor_thresholds": 1, "merge_map": 1, "analyze": 1, "figure_map": 1, "figure_scatter": 1,
-            "figure_category_matrix": 1, "figure_grid": 14, "report": 1, "all": 1,
-        }  # fmt: skip
+            "build_tiny_base": 1,
+            "make_references": 3,
+            "class_images": 3,
+            "train_ti": 3,
+            "train": 6,
+            "example_external_adapter": 1,
+            "audit_external": 1,
+            "generate_base": 1,
+            "perturb": 4,
+            "generate_personalized": 14,
+            "score": 15,
+            "disrupt": 14,
+            "noise_floor": 1,
+            "noise_floor_thresholds": 1,
+            "merge_map": 1,
+            "analyze": 1,
+            "figure_map": 1,
+            "figure_scatter": 1,
+            "figure_category_matrix": 1,
+            "figure_grid": 14,
+            "report": 1,
+            "all": 1,
+        }
         assert counts == expected, args
     assert not (workdir / "results").exists()
 
@@ -255,9 +292,7 @@ def test_audit_example_config_schedules_every_external_adapter(tmp_path, default
             save_file({"x": torch.zeros(1)}, str(path))
     jobs = dry_run_jobs(workdir, "--configfile", "configs/audit-example.yaml")
     audited = {
-        re.search(r"results/adapters/([^/]+)/external", out).group(1)
-        for rule, out in jobs
-        if rule == "audit_external"
+        re.search(r"results/adapters/([^/]+)/external", out).group(1) for rule, out in jobs if rule == "audit_external"
     }
     assert audited == set(audit["external"])
     assert not [rule for rule, _ in jobs if rule.startswith("train")]

@@ -62,9 +62,7 @@ class Cube:
         """
         rng = np.random.default_rng(seed)
         n_prompts, n_seeds = len(self.prompts), len(self.seeds)
-        seed_w = np.vstack(
-            [np.ones(n_seeds), rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), n_boot)]
-        )
+        seed_w = np.vstack([np.ones(n_seeds), rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), n_boot)])
         prompt_w = np.vstack(
             [np.ones(n_prompts), rng.multinomial(n_prompts, np.full(n_prompts, 1 / n_prompts), n_boot)]
         )
@@ -85,16 +83,10 @@ def normalization_bounds(cells: pd.DataFrame) -> dict[str, dict[str, float] | st
 def minmax(values: np.ndarray, bounds: dict[str, float]) -> np.ndarray:
     """(x - min) / (max - min); all zeros when the map is constant."""
     span = bounds["max"] - bounds["min"]
-    return (
-        np.zeros_like(values, dtype=float)
-        if span <= 0
-        else (np.asarray(values, float) - bounds["min"]) / span
-    )
+    return np.zeros_like(values, dtype=float) if span <= 0 else (np.asarray(values, float) - bounds["min"]) / span
 
 
-def non_target_mask(
-    models: pd.DataFrame, prompt_categories: list[str], own_category: dict[str, str]
-) -> np.ndarray:
+def non_target_mask(models: pd.DataFrame, prompt_categories: list[str], own_category: dict[str, str]) -> np.ndarray:
     """mask[m, p] is True when prompt p is outside model m's own prompt category (P_non(s))."""
     own = models["subject_category"].map(lambda c: own_category.get(c, "")).to_numpy()
     return own[:, None] != np.asarray(prompt_categories)[None, :]

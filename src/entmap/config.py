@@ -135,9 +135,7 @@ def check_semantics(config: dict[str, Any]) -> None:
                 problems.append(f"{where}.references: {exc}")
     for name in perturbation_scales(config):
         if name in config["subjects"] or name in config.get("external", {}):
-            problems.append(
-                f"perturb.scales: model name {name} is also a subject or external entry; rename it"
-            )
+            problems.append(f"perturb.scales: model name {name} is also a subject or external entry; rename it")
     if not config["subjects"] and not config.get("external"):
         problems.append("subjects and external are both empty: the map needs at least one personalized model")
     for name, entry in config.get("external", {}).items():
@@ -162,15 +160,11 @@ def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Pl
     validate_config(config, schema_path)
     check_semantics(config)
     try:
-        prompts = select_prompts(
-            load_prompts(config["prompts"]["suite"]), config["prompts"].get("per_category")
-        )
+        prompts = select_prompts(load_prompts(config["prompts"]["suite"]), config["prompts"].get("per_category"))
     except ValueError as exc:
         raise ConfigError(f"prompts.suite: {exc}") from exc
     shards = make_shards(list(prompts["id"]), config["prompts"]["shard_size"])
-    models = tuple(
-        f"{name}/{method}" for name, subject in config["subjects"].items() for method in subject["methods"]
-    )
+    models = tuple(f"{name}/{method}" for name, subject in config["subjects"].items() for method in subject["methods"])
     models += tuple(f"{name}/external" for name in config.get("external", {}))
     models += tuple(f"{name}/perturb" for name in perturbation_scales(config))
     return Plan(config=config, prompts=prompts, shards=tuple(shards), models=models)

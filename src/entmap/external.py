@@ -55,9 +55,7 @@ def check_source(name: str, spec: dict[str, Any]) -> None:
         raise ExternalAdapterError(f"{where}.path: {path} does not exist")
     if spec["kind"] == "checkpoint":
         if not (path / "model_index.json").is_file():
-            raise ExternalAdapterError(
-                f"{where}.path: {path} is not a diffusers pipeline folder (no model_index.json)"
-            )
+            raise ExternalAdapterError(f"{where}.path: {path} is not a diffusers pipeline folder (no model_index.json)")
     elif not path.is_file():
         raise ExternalAdapterError(f"{where}.path: {path} must be a file for kind {spec['kind']!r}")
     if not spec.get("allow_pickle", False):
@@ -117,9 +115,7 @@ def check_lora_keys(pipe, state_dict: dict[str, torch.Tensor], source: str) -> i
             unknown.append(key)
             continue
         module_name = rest[: match.start()]
-        module = modules[prefix].get(module_name) or modules[prefix].get(
-            module_name.removeprefix("text_model.")
-        )
+        module = modules[prefix].get(module_name) or modules[prefix].get(module_name.removeprefix("text_model."))
         if module is None:
             unknown.append(key)
             continue

@@ -93,9 +93,7 @@ def plot_entanglement_map(
     else:
         ax.set_yticks([])
     category = cells.drop_duplicates("model").set_index("model")["subject_category"]
-    ax.set_xticks(
-        range(n_cols), [f"{m} ({category[m]})" for m in columns], rotation=60, ha="right", fontsize=8
-    )
+    ax.set_xticks(range(n_cols), [f"{m} ({category[m]})" for m in columns], rotation=60, ha="right", fontsize=8)
     ax.set_xlabel("personalized model (subject/method)")
     ax.set_title(f"Concept Entanglement Map ({value})")
     return save_figure(fig, stem)
@@ -195,9 +193,7 @@ def plot_drift_scatter(per_model: pd.DataFrame, tau_sem: float, tau_per: float, 
         color="grey",
     )
     for name, fx, fy, ha, va in REGIONS:
-        ax.text(
-            fx, fy, name, transform=ax.transAxes, ha=ha, va=va, fontsize=10, color="#444444", style="italic"
-        )
+        ax.text(fx, fy, name, transform=ax.transAxes, ha=ha, va=va, fontsize=10, color="#444444", style="italic")
     handles = [
         plt.Line2D([], [], color=c, marker="o", linestyle="", label=m)
         for m, c in METHOD_COLOURS.items()
@@ -218,9 +214,7 @@ def plot_drift_scatter(per_model: pd.DataFrame, tau_sem: float, tau_per: float, 
 def plot_category_matrix(matrix: pd.DataFrame, stem: str | os.PathLike[str]):
     """Subject category (columns) x prompt category (rows): mean E_sem, values written in cells."""
     table = matrix.pivot(index="prompt_category", columns="subject_category", values="mean_e_sem")
-    rows = [c for c in PROMPT_CATEGORIES if c in table.index] + [
-        c for c in table.index if c not in PROMPT_CATEGORIES
-    ]
+    rows = [c for c in PROMPT_CATEGORIES if c in table.index] + [c for c in table.index if c not in PROMPT_CATEGORIES]
     table = table.loc[rows]
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * table.shape[1], 1.2 + 0.55 * table.shape[0]))
     values = table.to_numpy(dtype=float)

@@ -23,15 +23,10 @@ LATENT_CHANNELS = 4
 VAE_FACTOR = 8
 
 
-def initial_latents(
-    seeds: list[int], resolution: int, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
+def initial_latents(seeds: list[int], resolution: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """z_k for each seed: N(0, I) of shape (4, res/8, res/8) from ``torch.Generator().manual_seed(k)``."""
     side = resolution // VAE_FACTOR
-    noise = [
-        torch.randn((LATENT_CHANNELS, side, side), generator=torch.Generator("cpu").manual_seed(s))
-        for s in seeds
-    ]
+    noise = [torch.randn((LATENT_CHANNELS, side, side), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
     return torch.stack(noise).to(device=device, dtype=dtype)
 
 

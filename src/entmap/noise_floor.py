@@ -27,9 +27,7 @@ def seed_pairs(seeds: list[int], pairs: int) -> list[tuple[int, int]]:
     return [(seeds[2 * i], seeds[2 * i + 1]) for i in range(pairs)]
 
 
-def noise_pairs(
-    images: pd.DataFrame, scores: pd.DataFrame, pairs: list[tuple[int, int]], lpips: Lpips
-) -> pd.DataFrame:
+def noise_pairs(images: pd.DataFrame, scores: pd.DataFrame, pairs: list[tuple[int, int]], lpips: Lpips) -> pd.DataFrame:
     """One row per (prompt, seed pair) of the base model: d_sem and lpips between the two seeds."""
     png = {(r.prompt_id, r.seed): r.png for r in images.itertuples()}
     cos = {(r.prompt_id, r.seed): r.clip_cos for r in scores.itertuples()}

@@ -46,9 +46,7 @@ def read_meta(adapter_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: adapter metadata missing; retrain the adapter") from exc
 
 
-def apply_adapter(
-    pipe, kind: str, path: str | os.PathLike[str], token: str | None, allow_pickle: bool = False
-) -> None:
+def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | None, allow_pickle: bool = False) -> None:
     """Apply an adapter file of ``kind`` to ``pipe`` in place with its public loader, checking its fit.
 
     ti: ``pipe.load_textual_inversion``; lora: ``pipe.load_lora_weights`` after every key and
@@ -68,9 +66,7 @@ def apply_adapter(
         file_token, embedding = ti_embedding(read_tensors(path, allow_pickle), str(path))
         width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
         if embedding.shape[-1] != width:
-            raise AdapterMismatchError(
-                f"{path}: embedding width {embedding.shape[-1]} != the text encoder's {width}"
-            )
+            raise AdapterMismatchError(f"{path}: embedding width {embedding.shape[-1]} != the text encoder's {width}")
         token = token or file_token
         if token is None:
             raise ExternalAdapterError(f"{path}: the file names no token; set `token:` in its config entry")
@@ -87,9 +83,7 @@ def apply_adapter(
         raise ValueError(f"{path}: unknown adapter kind {kind!r}")
 
 
-def load_model(
-    base_model: str, adapter_dir: str | os.PathLike[str] | None, device: torch.device, dtype: torch.dtype
-):
+def load_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: torch.device, dtype: torch.dtype):
     """The pipeline of one model of the map: the base, or the base with an adapter folder applied.
 
     The adapter folder's meta.json says how: a trained method (adapter.safetensors) or an

@@ -29,9 +29,7 @@ class Shard:
     prompt_ids: tuple[str, ...]
 
 
-def load_prompts(
-    path: str | os.PathLike[str], categories: tuple[str, ...] = PROMPT_CATEGORIES
-) -> pd.DataFrame:
+def load_prompts(path: str | os.PathLike[str], categories: tuple[str, ...] = PROMPT_CATEGORIES) -> pd.DataFrame:
     """Load and validate a prompt suite; returns a frame with columns id, category, text."""
     path = Path(path)
     if not path.is_file():
@@ -57,9 +55,7 @@ def load_prompts(
         if pid in seen_ids:
             raise PromptSuiteError(f"{path}:{lineno}: id {pid!r} already used on line {seen_ids[pid]}")
         if category not in categories:
-            raise PromptSuiteError(
-                f"{path}:{lineno}: unknown category {category!r}; use one of {list(categories)}"
-            )
+            raise PromptSuiteError(f"{path}:{lineno}: unknown category {category!r}; use one of {list(categories)}")
         if not text:
             raise PromptSuiteError(f"{path}:{lineno}: empty prompt text for id {pid!r}")
         key = text.casefold()

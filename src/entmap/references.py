@@ -32,9 +32,7 @@ def reference_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The image files of a reference folder, sorted by name (hidden files skipped)."""
     folder = Path(folder)
     return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
 
 
@@ -53,9 +51,7 @@ def check_reference_folder(folder: str | os.PathLike[str]) -> list[Path]:
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES
     ]
     if others:
-        raise ReferenceError(
-            f"{folder}: files {others} are not images ({sorted(IMAGE_SUFFIXES)}); remove them"
-        )
+        raise ReferenceError(f"{folder}: files {others} are not images ({sorted(IMAGE_SUFFIXES)}); remove them")
     if len(files) < MIN_IMAGES:
         raise ReferenceError(f"{folder}: {len(files)} images found, at least {MIN_IMAGES} are needed")
     for path in files:
@@ -123,12 +119,8 @@ def _draw_face(rng: np.random.Generator, size: int) -> Image.Image:
     eye_dy = -r * 0.15
     for side in (-1, 1):
         ex = cx + side * r * 0.4
-        draw.ellipse(
-            [ex - r * 0.14, cy + eye_dy - r * 0.1, ex + r * 0.14, cy + eye_dy + r * 0.1], fill="white"
-        )
-        draw.ellipse(
-            [ex - r * 0.06, cy + eye_dy - r * 0.06, ex + r * 0.06, cy + eye_dy + r * 0.06], fill=(30, 90, 160)
-        )
+        draw.ellipse([ex - r * 0.14, cy + eye_dy - r * 0.1, ex + r * 0.14, cy + eye_dy + r * 0.1], fill="white")
+        draw.ellipse([ex - r * 0.06, cy + eye_dy - r * 0.06, ex + r * 0.06, cy + eye_dy + r * 0.06], fill=(30, 90, 160))
     draw.line(
         [cx, cy - r * 0.05, cx - r * 0.08, cy + r * 0.25, cx + r * 0.05, cy + r * 0.25],
         fill=(120, 70, 50),

@@ -182,9 +182,7 @@ def write_report(
         f"{sig['correction']})."
     )
     versions = pd.DataFrame(list(package_versions().items()), columns=["package", "version"])
-    figure_data = [
-        {"data": base64.b64encode(Path(p).read_bytes()).decode(), "caption": c} for p, c in figures
-    ]
+    figure_data = [{"data": base64.b64encode(Path(p).read_bytes()).decode(), "caption": c} for p, c in figures]
     template = importlib.resources.files("entmap").joinpath(TEMPLATE_FILE).read_text(encoding="utf-8")
     page = (
         jinja2.Environment(autoescape=True)

@@ -44,9 +44,7 @@ class ClipScorer:
             return self.model.encode_image(pixels).float().cpu()
 
 
-def score_frame(
-    scorer: ClipScorer, images: pd.DataFrame, texts: dict[str, str], batch_size: int = 32
-) -> pd.DataFrame:
+def score_frame(scorer: ClipScorer, images: pd.DataFrame, texts: dict[str, str], batch_size: int = 32) -> pd.DataFrame:
     """Score every image row against the text of its prompt id."""
     cos, embeddings = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="score", mininterval=2):

@@ -60,12 +60,8 @@ def hypotheses(
     own = cells["subject_category"].map(lambda c: own_category.get(c, ""))
     non_target = cells[cells["category"] != own]
     face = cells[cells["subject_category"] == "face"]
-    h1 = mann_whitney(
-        face.loc[face["category"] == people, "e_sem"], face.loc[face["category"] != people, "e_sem"]
-    )
-    h1["hypothesis"] = (
-        f"face personalizations disrupt {people} prompts more than other prompts (E_sem per cell)"
-    )
+    h1 = mann_whitney(face.loc[face["category"] == people, "e_sem"], face.loc[face["category"] != people, "e_sem"])
+    h1["hypothesis"] = f"face personalizations disrupt {people} prompts more than other prompts (E_sem per cell)"
     h2 = mann_whitney(
         non_target.loc[non_target["subject_category"] == "style", "e_sem"],
         non_target.loc[non_target["subject_category"] == "face", "e_sem"],
@@ -81,9 +77,7 @@ def hypotheses(
     means = [h3["means"][c] for c in TRAINED_CATEGORIES]
     h3["ordering_holds"] = None if None in means else bool(means[0] < means[1] < means[2])
     h3["supported"] = bool(
-        h3["ordering_holds"]
-        and h3["object_vs_face"].get("supported")
-        and h3["style_vs_object"].get("supported")
+        h3["ordering_holds"] and h3["object_vs_face"].get("supported") and h3["style_vs_object"].get("supported")
     )
     return {"alpha": alpha, "H1": _verdict(h1, alpha), "H2": _verdict(h2, alpha), "H3": h3}
 
@@ -184,7 +178,5 @@ def frechet_by_category(scores: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataF
         for cat, group in pers.groupby("category", sort=False):
             x = np.stack(base.loc[base["category"] == cat, "image_embedding"].to_numpy())
             y = np.stack(group["image_embedding"].to_numpy())
-            rows.append(
-                {"model": model, "prompt_category": cat, "n_images": len(y), "frechet": frechet_between(x, y)}
-            )
+            rows.append({"model": model, "prompt_category": cat, "n_images": len(y), "frechet": frechet_between(x, y)})
     return pd.DataFrame(rows, columns=["model", "prompt_category", "n_images", "frechet"])

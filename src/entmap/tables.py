@@ -119,8 +119,7 @@ def read_table(path: str | os.PathLike[str], schema: pa.Schema) -> pd.DataFrame:
             )
         if not table.schema.field(field.name).type.equals(field.type):
             raise TableError(
-                f"{path}: column {field.name!r} has type {table.schema.field(field.name).type}, "
-                f"expected {field.type}"
+                f"{path}: column {field.name!r} has type {table.schema.field(field.name).type}, expected {field.type}"
             )
     return table.select(schema.names).to_pandas()
 

@@ -242,9 +242,7 @@ def instance_prior_loss(
     if settings.get("prior_preservation", False):
         if not class_images or class_prompt is None:
             raise ValueError("prior_preservation is on but no class images were given")
-        prior = ReferenceBatches(
-            class_images, "", (class_prompt,), settings["resolution"], crop, flip, seed + 2
-        )
+        prior = ReferenceBatches(class_images, "", (class_prompt,), settings["resolution"], crop, flip, seed + 2)
     generator = torch.Generator().manual_seed(seed + 1)
     weight = settings.get("prior_loss_weight", 1.0)
 

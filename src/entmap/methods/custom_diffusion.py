@@ -72,9 +72,7 @@ def train_custom_diffusion(
     if settings.get("gradient_checkpointing", False):
         pipe.unet.enable_gradient_checkpointing()
     prompt = instance_prompt(settings, token, class_word)
-    compute_loss = instance_prior_loss(
-        pipe, settings, device, images, prompt, class_images, class_prompt(class_word)
-    )
+    compute_loss = instance_prior_loss(pipe, settings, device, images, prompt, class_images, class_prompt(class_word))
 
     groups = [{"params": list(kv.values())}, {"params": [embeddings.weight]}]
     log = optimize(
@@ -94,9 +92,7 @@ def save_custom_diffusion(pipe, token_id: int, path: str | os.PathLike[str]) -> 
     from safetensors.torch import save_file
 
     tensors = {f"unet.{name}": p.detach().cpu().contiguous() for name, p in kv_parameters(pipe.unet).items()}
-    tensors["token_embedding"] = (
-        pipe.text_encoder.get_input_embeddings().weight[token_id].detach().cpu()[None]
-    )
+    tensors["token_embedding"] = pipe.text_encoder.get_input_embeddings().weight[token_id].detach().cpu()[None]
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
 
@@ -130,8 +126,7 @@ def split_custom_diffusion(
             + "; ".join(
                 part
                 for part in (
-                    f"unknown keys {unknown[:5]}"
-                    + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+                    f"unknown keys {unknown[:5]}" + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
                     if unknown
                     else "",
                     f"wrong shapes {mismatched[:5]}" if mismatched else "",
@@ -153,7 +148,5 @@ def apply_custom_diffusion(pipe, tensors: dict[str, torch.Tensor], token: str | 
         raise AdapterMismatchError(f"{source}: unexpected keys {result.unexpected_keys[:5]}")
     if embedding is not None:
         if token is None:
-            raise AdapterMismatchError(
-                f"{source}: has a modifier token embedding but no token string was given"
-            )
+            raise AdapterMismatchError(f"{source}: has a modifier token embedding but no token string was given")
         pipe.load_textual_inversion({token: embedding.to(pipe.text_encoder.dtype)}, token=token)

@@ -35,9 +35,7 @@ class LoraResult:
 
 def instance_prompt(settings: dict[str, Any], token: str, class_word: str) -> str:
     """The instance prompt, e.g. "a photo of {token} {class_word}" -> "a photo of sks dog"."""
-    return settings.get("instance_prompt", "a photo of {token} {class_word}").format(
-        token=token, class_word=class_word
-    )
+    return settings.get("instance_prompt", "a photo of {token} {class_word}").format(token=token, class_word=class_word)
 
 
 def class_prompt(class_word: str) -> str:
@@ -103,9 +101,7 @@ def train_lora(
             te_group["lr"] = settings["text_encoder_learning_rate"]
         groups.append(te_group)
     prompt = instance_prompt(settings, token, class_word)
-    compute_loss = instance_prior_loss(
-        pipe, settings, device, images, prompt, class_images, class_prompt(class_word)
-    )
+    compute_loss = instance_prior_loss(pipe, settings, device, images, prompt, class_images, class_prompt(class_word))
 
     log = optimize(groups, settings, device, compute_loss, None, f"lora {prompt!r}")
     pipe.unet.eval()
