@@ -17,17 +17,11 @@ include: "rules/score.smk"
 include: "rules/disrupt.smk"
 include: "rules/analyze.smk"
 include: "rules/figures.smk"
+include: "rules/report.smk"
 
 
 rule all:
     input:
-        "results/maps/cells.parquet",
-        "results/maps/e_sem.csv",
-        "results/maps/e_per.csv",
-        "results/noise_floor.json",
-        expand("results/tables/{table}.csv", table=ANALYSIS_TABLES),
-        expand("results/stats/{name}.json", name=ANALYSIS_STATS),
-        [png.replace(".png", ".pdf") for png in FIGURE_PNGS],
-        "results/report.html",
+        RUN_OUTPUTS,
     default_target: True
     localrule: True

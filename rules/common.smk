@@ -100,3 +100,35 @@ def gpu_runtime(base_minutes):
 
 
 CONDA_ENV = "../envs/entmap.yaml"
+
+# The package modules each stage runs; their hash is a parameter of the stage's rules.
+STAGE_SOURCES = {
+    "models": ["tiny.py"],
+    "references": ["references.py"],
+    "train": ["train.py", "pipeline.py", "methods/*.py"],
+    "external": ["external.py", "pipeline.py", "methods/custom_diffusion.py"],
+    "generate": ["generate.py", "pipeline.py", "images.py", "external.py", "methods/custom_diffusion.py"],
+    "score": ["score.py", "metrics.py"],
+    "disrupt": ["disrupt.py", "metrics.py", "images.py"],
+    "noise_floor": ["noise_floor.py", "metrics.py", "images.py"],
+    "merge": ["merge.py"],
+    "analyze": ["analyze.py", "aggregate.py", "stats.py"],
+    "figures": ["figures.py"],
+    "grids": ["grids.py", "figures.py", "images.py"],
+    "report": ["report.py", "report_template.html"],
+    "archive": ["archive.py"],
+}
+CODE = {stage: entmap_config.source_hash(*files) for stage, files in STAGE_SOURCES.items()}
+
+
+# Everything a finished run leaves (the inputs of `all`, and what `archive` packs).
+RUN_OUTPUTS = [
+    "results/maps/cells.parquet",
+    "results/maps/e_sem.csv",
+    "results/maps/e_per.csv",
+    "results/noise_floor.json",
+    *[f"results/tables/{table}.csv" for table in ANALYSIS_TABLES],
+    *[f"results/stats/{name}.json" for name in ANALYSIS_STATS],
+    *[png.replace(".png", ".pdf") for png in FIGURE_PNGS],
+    "results/report.html",
+]

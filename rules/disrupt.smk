@@ -10,6 +10,7 @@ rule disrupt:
     output:
         "results/disruption/{subject}/{method}/{shard}.parquet",
     params:
+        code=CODE["disrupt"],
         model="{subject}/{method}",
         lpips=config["lpips"],
         runtime=RUNTIME,
@@ -35,6 +36,7 @@ rule noise_floor:
     output:
         "results/noise_floor/{shard}.parquet",
     params:
+        code=CODE["noise_floor"],
         seeds=SEEDS,
         pairs=config["noise_floor"]["pairs"],
         lpips=config["lpips"],
@@ -58,6 +60,7 @@ rule noise_floor_thresholds:
     output:
         "results/noise_floor.json",
     params:
+        code=CODE["noise_floor"],
         percentile=config["noise_floor"]["percentile"],
     log:
         "results/logs/noise_floor_thresholds.log",

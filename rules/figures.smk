@@ -1,4 +1,4 @@
-# Figures (PNG for screens, PDF for print) and the HTML report.
+# Figures (PNG for screens, PDF for print).
 
 
 rule figure_map:
@@ -12,6 +12,8 @@ rule figure_map:
             category="Figures",
         ),
         pdf="results/figures/entanglement_map.pdf",
+    params:
+        code=CODE["figures"],
     log:
         "results/logs/figures/entanglement_map.log",
     localrule: True
@@ -32,6 +34,8 @@ rule figure_scatter:
             category="Figures",
         ),
         pdf="results/figures/drift_scatter.pdf",
+    params:
+        code=CODE["figures"],
     log:
         "results/logs/figures/drift_scatter.log",
     localrule: True
@@ -51,6 +55,8 @@ rule figure_category_matrix:
             category="Figures",
         ),
         pdf="results/figures/category_matrix.pdf",
+    params:
+        code=CODE["figures"],
     log:
         "results/logs/figures/category_matrix.log",
     localrule: True
@@ -75,6 +81,7 @@ rule figure_grid:
         ),
         pdf="results/figures/grids/{subject}/{method}.pdf",
     params:
+        code=CODE["grids"],
         n_prompts=config["analysis"].get("grid_prompts", 6),
         prompt_ids=list(PLAN.prompts["id"]),
     log:
@@ -84,27 +91,3 @@ rule figure_grid:
         CONDA_ENV
     script:
         "../workflow_scripts/figure_grid.py"
-
-
-rule report:
-    input:
-        tables=expand("results/tables/{table}.csv", table=ANALYSIS_TABLES),
-        stats=expand("results/stats/{name}.json", name=ANALYSIS_STATS),
-        noise_floor="results/noise_floor.json",
-        figures=FIGURE_PNGS,
-    output:
-        report(
-            "results/report.html",
-            caption="../resources/report/report.rst",
-            category="Report",
-        ),
-    params:
-        captions=FIGURE_CAPTIONS,
-        config=config,
-    log:
-        "results/logs/report.log",
-    localrule: True
-    conda:
-        CONDA_ENV
-    script:
-        "../workflow_scripts/report.py"

@@ -8,6 +8,7 @@ rule generate_base:
     output:
         "results/images/base/{shard}.parquet",
     params:
+        code=CODE["generate"],
         model="base",
         adapter=None,
         prompt_ids=shard_prompt_ids,
@@ -38,6 +39,7 @@ rule generate_personalized:
     output:
         "results/images/{subject}/{method}/{shard}.parquet",
     params:
+        code=CODE["generate"],
         model="{subject}/{method}",
         adapter="results/adapters/{subject}/{method}",
         prompt_ids=shard_prompt_ids,

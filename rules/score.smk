@@ -11,6 +11,7 @@ rule score:
     wildcard_constraints:
         model="base|[a-z0-9_-]+/(ti|lora|cd|external|perturb)",
     params:
+        code=CODE["score"],
         scorer=SCORER,
         prompt_ids=shard_prompt_ids,
         runtime=RUNTIME,

@@ -22,6 +22,7 @@ rule train:
     wildcard_constraints:
         method="lora|cd",
     params:
+        code=CODE["train"],
         subject=subject_identity,
         token=lambda wildcards: entmap_config.method_token(config, wildcards.subject, wildcards.method),
         settings=lambda wildcards: entmap_config.method_settings(config, wildcards.subject, wildcards.method),
@@ -58,6 +59,7 @@ rule class_images:
     output:
         directory("results/class_images/{class_slug}"),
     params:
+        code=CODE["train"],
         class_word=lambda wildcards: CLASS_WORDS[wildcards.class_slug],
         n_images=lambda wildcards: CLASS_IMAGE_COUNTS[CLASS_WORDS[wildcards.class_slug]],
         settings=GENERATION,
@@ -85,6 +87,7 @@ rule audit_external:
     output:
         meta="results/adapters/{subject}/external/meta.json",
     params:
+        code=CODE["external"],
         spec=lambda wildcards: config["external"][wildcards.subject],
         base_model=BASE_MODEL,
     resources:
@@ -104,9 +107,14 @@ rule example_external_adapter:
     output:
         "results/examples/{name}.safetensors",
     params:
+        code=CODE["train"],
         base_model=BASE_MODEL,
         runtime=RUNTIME,
     threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(16000),
+        runtime=gpu_runtime(30),
     log:
         "results/logs/example_external_adapter/{name}.log",
     conda:
@@ -122,6 +130,7 @@ rule perturb:
         adapter="results/adapters/{subject}/perturb/adapter.safetensors",
         meta="results/adapters/{subject}/perturb/meta.json",
     params:
+        code=CODE["train"],
         scale=lambda wildcards: PERTURB_SCALES[wildcards.subject],
         seed=config.get("perturb", {}).get("seed", 0),
         base_model=BASE_MODEL,

@@ -95,6 +95,15 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     def start(self) -> LocalSlurm:
         self.write_config()
+        # Job steps (srun inside a job) look for /etc/slurm/slurm.conf: SLURM_CONF does not reach
+        # them. Link ours there unless the machine has its own; removed again by stop().
+        self.linked = []
+        for name in ("slurm.conf", "gres.conf"):
+            system = Path("/etc/slurm") / name
+            if not system.exists():
+                system.parent.mkdir(parents=True, exist_ok=True)
+                system.symlink_to(self.root / name)
+                self.linked.append(system)
         if self._run("pgrep", "-x", "munged").returncode != 0:
             Path("/run/munge").mkdir(parents=True, exist_ok=True)
             shutil.chown("/run/munge", "munge", "munge")
@@ -121,3 +130,6 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             except (OSError, ValueError):
                 pass
         self.started.clear()
+        for link in getattr(self, "linked", []):
+            if link.is_symlink():
+                link.unlink()

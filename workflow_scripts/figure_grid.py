@@ -1,8 +1,8 @@
-"""Rule figure_grid: see entmap.analyze.image_grid."""
+"""Rule figure_grid: see entmap.grids.image_grid."""
 
 from pathlib import Path
 
-from entmap.analyze import image_grid
+from entmap.grids import image_grid
 from entmap.joblog import job_log
 from entmap.prompts import prompts_by_id
 

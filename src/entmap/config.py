@@ -263,3 +263,19 @@ def settings_hash(settings: dict[str, Any]) -> str:
     """A short stable hash of a JSON-serializable settings dict."""
     blob = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def source_hash(*patterns: str) -> str:
+    """Short SHA-256 of the entmap source files matching ``patterns`` (globs in the package folder).
+
+    Snakemake's code trigger sees only a rule's script, not the package it calls, so rules pass
+    this as a parameter: editing a stage's modules reruns exactly that stage's jobs.
+    """
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    files = sorted({path for pattern in patterns for path in root.glob(pattern)})
+    if not files:
+        raise ValueError(f"no entmap source files match {patterns}")
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,47 @@
+# The single-file HTML report, and the archive of a finished run.
+
+
+rule report:
+    input:
+        tables=expand("results/tables/{table}.csv", table=ANALYSIS_TABLES),
+        stats=expand("results/stats/{name}.json", name=ANALYSIS_STATS),
+        noise_floor="results/noise_floor.json",
+        figures=FIGURE_PNGS,
+    output:
+        report(
+            "results/report.html",
+            caption="../resources/report/report.rst",
+            category="Report",
+        ),
+    params:
+        code=CODE["report"],
+        captions=FIGURE_CAPTIONS,
+        config=config,
+    log:
+        "results/logs/report.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/report.py"
+
+
+rule archive:
+    input:
+        RUN_OUTPUTS,
+        meta=[f"results/adapters/{model}/meta.json" for model in MODELS],
+        suite=SUITE,
+    output:
+        "results/archive/entmap-run.tar.gz",
+    params:
+        code=CODE["archive"],
+        config=config,
+        include_images=config.get("archive", {}).get("include_images", False),
+        include_weights=config.get("archive", {}).get("include_weights", False),
+    log:
+        "results/logs/archive.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/archive.py"
