@@ -59,14 +59,6 @@ class Plan:
                 return shard
         raise KeyError(f"unknown shard {name!r}")
 
-    def shard_prompts(self, name: str) -> pd.DataFrame:
-        ids = set(self.shard(name).prompt_ids)
-        return self.prompts[self.prompts["id"].isin(ids)].reset_index(drop=True)
-
-    @property
-    def subjects(self) -> dict[str, dict[str, Any]]:
-        return self.config["subjects"]
-
 
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> None:
     """Validate ``config`` against the JSON schema; raise ConfigError listing every problem.

@@ -19,9 +19,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 WEIGHT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
@@ -92,6 +93,8 @@ def read_tensors(path: Path, allow_pickle: bool) -> dict[str, Any]:
         return load_file(str(path))
     if not allow_pickle:
         raise ExternalAdapterError(f"{path}: pickle-based file refused (allow_pickle is off)")
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -185,6 +188,8 @@ def audit_external(
 
     check_source(name, spec)
     allow_pickle = spec.get("allow_pickle", False)
+    import torch
+
     base = load_pipeline(base_model, torch.device("cpu"), torch.float32)
     if spec["kind"] == "checkpoint":
         check_checkpoint(base, spec["path"])

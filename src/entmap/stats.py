@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 
+from entmap.config import TRAINED_METHODS
+
 TRAINED_CATEGORIES = ("face", "object", "style")
-TRAINED_METHODS = ("ti", "lora", "cd")
 
 
 def mann_whitney(x: np.ndarray, y: np.ndarray, alternative: str = "greater") -> dict[str, Any]:

@@ -195,6 +195,16 @@ def freeze(pipe) -> None:
         module.requires_grad_(False)
 
 
+def end_training(pipe, settings: dict[str, Any]) -> None:
+    """Back to inference: eval mode, gradient checkpointing off."""
+    pipe.unet.eval()
+    pipe.text_encoder.eval()
+    if settings.get("gradient_checkpointing", False):
+        pipe.unet.disable_gradient_checkpointing()
+        if getattr(pipe.text_encoder, "is_gradient_checkpointing", False):
+            pipe.text_encoder.gradient_checkpointing_disable()
+
+
 class FrozenRows:
     """Keeps every embedding row but ``token_id``'s at its original value.
 

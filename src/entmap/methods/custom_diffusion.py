@@ -28,7 +28,7 @@ from PIL import Image
 
 from entmap.atomic import atomic_path
 from entmap.external import AdapterMismatchError
-from entmap.methods.common import FrozenRows, TrainLog, freeze, instance_prior_loss, optimize
+from entmap.methods.common import FrozenRows, TrainLog, end_training, freeze, instance_prior_loss, optimize
 from entmap.methods.lora import class_prompt, instance_prompt
 from entmap.methods.textual_inversion import add_placeholder_token
 
@@ -78,10 +78,7 @@ def train_custom_diffusion(
     log = optimize(
         groups, settings, device, compute_loss, lambda step: frozen.restore(), f"custom diffusion {prompt!r}"
     )
-    pipe.unet.eval()
-    pipe.text_encoder.eval()
-    if settings.get("gradient_checkpointing", False):
-        pipe.unet.disable_gradient_checkpointing()
+    end_training(pipe, settings)
     for param in [*kv.values(), embeddings.weight]:
         param.requires_grad_(False)
     return CustomDiffusionResult(token=token, token_id=token_id, instance_prompt=prompt, log=log)

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from entmap.atomic import atomic_path
-from entmap.methods.common import TrainLog, freeze, instance_prior_loss, optimize, trainable
+from entmap.methods.common import TrainLog, end_training, freeze, instance_prior_loss, optimize, trainable
 from entmap.runtime import seeded
 
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -104,10 +104,7 @@ def train_lora(
     compute_loss = instance_prior_loss(pipe, settings, device, images, prompt, class_images, class_prompt(class_word))
 
     log = optimize(groups, settings, device, compute_loss, None, f"lora {prompt!r}")
-    pipe.unet.eval()
-    pipe.text_encoder.eval()
-    if settings.get("gradient_checkpointing", False):
-        pipe.unet.disable_gradient_checkpointing()
+    end_training(pipe, settings)
     return LoraResult(instance_prompt=prompt, log=log)
 
 
