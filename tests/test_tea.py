@@ -118,3 +118,20 @@ def test_distances_match_scipy():
     p, q = rows(x), rows(y)
     assert similarity_kl(x, y) == pytest.approx(np.mean([entropy(p[i], q[i]) for i in range(len(x))]))
     assert similarity_kl(x, x) == pytest.approx(0, abs=1e-12)
+
+
+def test_trajectory_diagnostics_match_scipy():
+    from scipy.stats import percentileofscore
+
+    from entmap.collapse import trajectory_diagnostics
+
+    vocab = rng.normal(size=(500, 8))
+    anchor = vocab[7]
+    trajectory = np.stack([anchor, anchor * 2 + 0.1, anchor * 4 + rng.normal(size=8)])
+    rows = trajectory_diagnostics([0, 10, 20], trajectory, vocab, anchor)
+    norms = np.linalg.norm(vocab, axis=1)
+    for row, vector in zip(rows, trajectory, strict=True):
+        assert row["norm_percentile"] == pytest.approx(percentileofscore(norms, np.linalg.norm(vector), kind="weak"))
+        assert row["cos_anchor"] == pytest.approx(vector @ anchor / (np.linalg.norm(vector) * np.linalg.norm(anchor)))
+    assert rows[0]["cos_anchor"] == pytest.approx(1.0) and rows[0]["norm_ratio"] == pytest.approx(1.0)
+    assert [r["step"] for r in rows] == [0, 10, 20] and rows[2]["norm"] > rows[1]["norm"] > rows[0]["norm"]

@@ -61,3 +61,30 @@ def set_distances(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "intra_x": intra_set(x),
         "intra_y": intra_set(y),
     }
+
+
+def trajectory_diagnostics(
+    steps: list[int], trajectory: np.ndarray, vocabulary: np.ndarray, anchor: np.ndarray
+) -> list[dict[str, float]]:
+    """Drift of a Textual Inversion embedding over training, one row per kept step.
+
+    norm: ||M_V||; norm_percentile: the share (in %) of vocabulary rows with a smaller or equal
+    norm (scipy's ``percentileofscore`` with kind="weak"); norm_ratio: ||M_V|| / ||M_c||;
+    cos_anchor: cos(M_V, M_c). ``trajectory`` is (steps, d) as train_ti saves it, ``vocabulary``
+    the base model's embedding matrix, ``anchor`` the class word's row.
+    """
+    vocab_norms = np.sort(np.linalg.norm(vocabulary, axis=1))
+    anchor_norm = float(np.linalg.norm(anchor))
+    rows = []
+    for step, vector in zip(steps, trajectory, strict=True):
+        norm = float(np.linalg.norm(vector))
+        rows.append(
+            {
+                "step": int(step),
+                "norm": norm,
+                "norm_percentile": 100.0 * np.searchsorted(vocab_norms, norm, side="right") / len(vocab_norms),
+                "norm_ratio": norm / anchor_norm,
+                "cos_anchor": float(vector @ anchor / (norm * anchor_norm)),
+            }
+        )
+    return rows
