@@ -9,6 +9,7 @@ ENTMAP_SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, ENTMAP_SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ENTMAP_SRC, os.environ.get("PYTHONPATH")]))
 
+from entmap import analyze as entmap_analyze  # noqa: E402
 from entmap import config as entmap_config  # noqa: E402
 
 SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
@@ -25,8 +26,8 @@ BASE_MODEL = entmap_config.base_model_id(config)
 SCORER = entmap_config.scorer_spec(config)
 RUNTIME = {"device": config["device"], "dtype": config["dtype"], "threads": config["torch_threads"]}
 SUITE = config["prompts"]["suite"]
-ANALYSIS_TABLES = ["per_model", "table1", "table2", "category_matrix", "frechet"]
-ANALYSIS_STATS = ["hypotheses", "normalization", "mixed_model", "significance"]
+ANALYSIS_TABLES = list(entmap_analyze.TABLES)
+ANALYSIS_STATS = list(entmap_analyze.STATS)
 FIGURE_CAPTIONS = {
     "results/figures/entanglement_map.png": "Concept Entanglement Map: E_sem per prompt (rows, grouped by "
     "category) and personalized model (columns); dots mark cells above the noise floor tau_sem.",
@@ -106,17 +107,17 @@ STAGE_SOURCES = {
     "models": ["tiny.py"],
     "references": ["references.py"],
     "train": ["train.py", "pipeline.py", "methods/*.py"],
-    "external": ["external.py", "pipeline.py", "methods/custom_diffusion.py"],
+    "external": ["external.py", "checksums.py", "pipeline.py", "methods/custom_diffusion.py"],
     "generate": ["generate.py", "pipeline.py", "images.py", "external.py", "methods/custom_diffusion.py"],
     "score": ["score.py", "metrics.py"],
     "disrupt": ["disrupt.py", "metrics.py", "images.py"],
     "noise_floor": ["noise_floor.py", "metrics.py", "images.py"],
-    "merge": ["merge.py"],
+    "merge": ["merge.py", "metrics.py"],
     "analyze": ["analyze.py", "aggregate.py", "stats.py"],
     "figures": ["figures.py"],
     "grids": ["grids.py", "figures.py", "images.py"],
     "report": ["report.py", "report_template.html"],
-    "archive": ["archive.py"],
+    "archive": ["archive.py", "checksums.py"],
 }
 CODE = {stage: entmap_config.source_hash(*files) for stage, files in STAGE_SOURCES.items()}
 

@@ -69,3 +69,24 @@ def test_lpips_does_not_touch_global_rng():
     torch.manual_seed(0)
     Lpips("alex", "random", seed=1)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_merge_builds_cells_with_the_metric_functions():
+    import pandas as pd
+
+    from entmap.merge import merge_cells
+
+    seeds = pd.DataFrame({
+        "prompt_id": ["p1", "p1", "p2", "p2"], "seed": [0, 1, 0, 1], "model": ["s/lora"] * 4,
+        "a_base": [0.30, 0.25, 0.40, 0.10], "a_pers": [0.32, 0.20, 0.40, 0.16],
+        "d_sem": [0.02, 0.05, 0.0, 0.06], "lpips": [0.1, 0.3, 0.0, 0.5],
+    })  # fmt: skip
+    prompts = pd.DataFrame({"id": ["p1", "p2"], "category": ["people", "animals"], "text": ["x", "y"]})
+    cells = merge_cells(seeds, prompts, {"s": {"category": "face"}}, {"tau_sem": 0.03, "tau_per": 0.2}).set_index(
+        "prompt_id"
+    )
+    # p1: |.02|, |-.05| -> .035, signed -.015, LPIPS .2 ; p2: 0, .06 -> .03, signed .03, LPIPS .25
+    assert cells.loc["p1", ["e_sem", "e_sem_signed", "e_per"]].tolist() == pytest.approx([0.035, -0.015, 0.2])
+    assert cells.loc["p2", ["e_sem", "e_sem_signed", "e_per"]].tolist() == pytest.approx([0.03, 0.03, 0.25])
+    assert cells["above_tau_sem"].tolist() == [True, False] and cells["above_tau_per"].tolist() == [False, True]
+    assert set(cells["subject_category"]) == {"face"} and cells["n_seeds"].tolist() == [2, 2]

@@ -21,19 +21,12 @@ from typing import Any
 import yaml
 
 from entmap.atomic import atomic_path
+from entmap.checksums import file_sha256
 
 MANIFEST = "MANIFEST.sha256"
 PROVENANCE = "PROVENANCE.json"
 ALWAYS = ("maps", "tables", "stats", "figures", "noise_floor", "disruption", "scores")
 ADAPTER_FILES = ("meta.json", "train_log.parquet", "trajectory.safetensors")
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_files(results: Path, include_images: bool, include_weights: bool) -> list[Path]:

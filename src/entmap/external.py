@@ -21,12 +21,13 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from entmap.checksums import update_with_file
+
 if TYPE_CHECKING:
     import torch
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 WEIGHT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
-KINDS = ("lora", "ti", "cd", "checkpoint")
 _LORA_SUFFIX = re.compile(
     r"\.(lora_A|lora_B|lora\.down|lora\.up|lora_down|lora_up)\.weight$|\.(alpha|lora_magnitude_vector)$"
 )
@@ -79,9 +80,7 @@ def sha256(path: str | os.PathLike[str]) -> str:
     root = Path(path)
     for file in weight_files(root):
         digest.update(str(file.relative_to(root if root.is_dir() else root.parent)).encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                digest.update(block)
+        update_with_file(digest, file)
     return digest.hexdigest()
 
 

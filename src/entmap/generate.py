@@ -97,11 +97,8 @@ def generate_model_shard(
 ) -> None:
     """Load the base pipeline (plus the adapter, if any), generate one shard, write its table."""
     from entmap.config import settings_hash
-    from entmap.pipeline import load_model
-    from entmap.runtime import configure_torch, resolve_device, resolve_dtype
+    from entmap.pipeline import open_model
 
-    configure_torch(threads)
-    torch_device = resolve_device(device)
-    pipe = load_model(base_model, adapter_dir, torch_device, resolve_dtype(dtype, torch_device))
+    pipe = open_model(base_model, adapter_dir, device, dtype, threads)
     frame = generate_shard(pipe, prompts, seeds, settings, model_name, settings_hash(settings))
     write_images(frame, out_path)

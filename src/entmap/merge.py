@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from entmap.atomic import atomic_path
+from entmap.metrics import e_per, e_sem, e_sem_signed
 from entmap.tables import CELLS, DISRUPTION, read_tables, write_table
 
 
@@ -26,15 +27,18 @@ def merge_cells(
     noise_floor: dict[str, float],
 ) -> pd.DataFrame:
     """Aggregate per-seed rows into map cells, with prompt and subject metadata."""
-    grouped = disruption.assign(signed=disruption["a_pers"] - disruption["a_base"]).groupby(
-        ["prompt_id", "model"], sort=False
-    )
-    cells = grouped.agg(
-        n_seeds=("seed", "nunique"),
-        e_sem=("d_sem", "mean"),
-        e_sem_signed=("signed", "mean"),
-        e_per=("lpips", "mean"),
-    ).reset_index()
+    rows = [
+        {
+            "prompt_id": prompt_id,
+            "model": model,
+            "n_seeds": group["seed"].nunique(),
+            "e_sem": e_sem(group["a_pers"], group["a_base"]),
+            "e_sem_signed": e_sem_signed(group["a_pers"], group["a_base"]),
+            "e_per": e_per(group["lpips"]),
+        }
+        for (prompt_id, model), group in disruption.groupby(["prompt_id", "model"], sort=False)
+    ]
+    cells = pd.DataFrame(rows, columns=["prompt_id", "model", "n_seeds", "e_sem", "e_sem_signed", "e_per"])
     info = prompts.rename(columns={"id": "prompt_id"})[["prompt_id", "category", "text"]]
     cells = cells.merge(info, on="prompt_id", how="left", validate="many_to_one")
     if cells["category"].isna().any():

@@ -39,6 +39,11 @@ def e_sem_signed(a_pers: Sequence[float], a_base: Sequence[float]) -> float:
     return float(np.mean(np.asarray(a_pers, dtype=float) - np.asarray(a_base, dtype=float)))
 
 
+def e_per(lpips_values: Sequence[float]) -> float:
+    """E_per = mean_k LPIPS(x_base,k, x_pers,k)."""
+    return float(np.mean(np.asarray(lpips_values, dtype=float)))
+
+
 def percentile_threshold(values: Sequence[float], percentile: float) -> float:
     """The noise-floor threshold: numpy's (linear) ``percentile`` of ``values``."""
     values = np.asarray(values, dtype=float)

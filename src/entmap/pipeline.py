@@ -83,6 +83,15 @@ def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | No
         raise ValueError(f"{path}: unknown adapter kind {kind!r}")
 
 
+def open_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: str, dtype: str, threads: int):
+    """A job's pipeline: fix torch threads, resolve device and dtype ("auto"), then :func:`load_model`."""
+    from entmap.runtime import configure_torch, resolve_device, resolve_dtype
+
+    configure_torch(threads)
+    torch_device = resolve_device(device)
+    return load_model(base_model, adapter_dir, torch_device, resolve_dtype(dtype, torch_device))
+
+
 def load_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: torch.device, dtype: torch.dtype):
     """The pipeline of one model of the map: the base, or the base with an adapter folder applied.
 
@@ -100,6 +109,5 @@ def load_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, devi
         apply_adapter(pipe, meta["kind"], meta["source"], meta.get("token"), allow_pickle)
         return pipe
     pipe = load_pipeline(base_model, device, dtype)
-    kind = "cd" if meta["method"] == "perturb" else meta["method"]  # perturbations use the CD format
-    apply_adapter(pipe, kind, Path(adapter_dir) / ADAPTER_FILE, meta.get("token"))
+    apply_adapter(pipe, meta.get("format", meta["method"]), Path(adapter_dir) / ADAPTER_FILE, meta.get("token"))
     return pipe

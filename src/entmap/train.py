@@ -22,9 +22,9 @@ from entmap.methods.custom_diffusion import save_custom_diffusion, train_custom_
 from entmap.methods.data import templates_for
 from entmap.methods.lora import class_prompt, save_lora, train_lora
 from entmap.methods.textual_inversion import save_textual_inversion, train_textual_inversion
-from entmap.pipeline import ADAPTER_FILE, load_pipeline
+from entmap.pipeline import ADAPTER_FILE, load_pipeline, open_model
 from entmap.references import load_images, load_reference_images
-from entmap.runtime import configure_torch, resolve_device, resolve_dtype
+from entmap.runtime import configure_torch, resolve_device
 
 
 def train_adapter(
@@ -97,9 +97,7 @@ def generate_class_images(
     """Prior-preservation images: ``count`` base-model images of "a photo of a {class_word}"."""
     from entmap.generate import generate_shard
 
-    configure_torch(threads)
-    torch_device = resolve_device(device)
-    pipe = load_pipeline(base_model, torch_device, resolve_dtype(dtype, torch_device))
+    pipe = open_model(base_model, None, device, dtype, threads)
     prompts = pd.DataFrame({"id": ["class"], "category": [""], "text": [class_prompt(class_word)]})
     frame = generate_shard(pipe, prompts, list(range(count)), settings, f"class {class_word}", "")
     with atomic_dir(out_dir) as tmp:
@@ -121,6 +119,7 @@ def make_perturbation(
         out_dir / "meta.json",
         {
             "method": "perturb",
+            "format": "cd",
             "scale": scale,
             "seed": seed,
             "token": None,
