@@ -17,6 +17,7 @@ include: "rules/score.smk"
 include: "rules/disrupt.smk"
 include: "rules/analyze.smk"
 include: "rules/figures.smk"
+include: "rules/tea.smk"
 include: "rules/report.smk"
 
 

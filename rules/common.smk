@@ -44,6 +44,44 @@ FIGURE_PNGS = list(FIGURE_CAPTIONS)
 CLASS_IMAGE_COUNTS = entmap_config.class_image_counts(config)  # class word -> images
 PERTURB_SCALES = entmap_config.perturbation_scales(config)  # kv0p05 -> 0.05
 CLASS_WORDS = {entmap_config.class_slug(word): word for word in CLASS_IMAGE_COUNTS}
+TEA_MODELS = entmap_config.tea_models(config)  # model -> level, token, class_word, references
+COLLAPSE_SUBJECTS = entmap_config.collapse_subjects(config)  # TI subjects -> token, class_word
+TEA_OUTPUTS = {
+    # table or figure -> (title, caption) in the report's "Semantic collapse and TEA" section
+    **(
+        {
+            "results/tables/tea_tradeoff.csv": (
+                "TEA trade-off",
+                "Per model and setting (alpha, beta; 'none' = unadjusted): mean CLIP-T against the context "
+                "(clip_context), the concept (clip_concept) and the full prompt with the class word (clip_full), "
+                "CLIP-I against the references (clip_image), and each one's change against the unadjusted model.",
+            ),
+            "results/figures/tea_tradeoff.png": (
+                "TEA trade-off",
+                "Change of context alignment (S_T^p) and identity (CLIP-I) against the unadjusted model as "
+                "alpha grows, one panel per model, one line style per beta.",
+            ),
+        }
+        if TEA_MODELS
+        else {}
+    ),
+    **(
+        {
+            "results/tables/collapse.csv": (
+                "Semantic collapse over training",
+                "Per Textual Inversion subject and kept step: ||V*||, its percentile among the vocabulary's "
+                "norms, ||V*||/||c||, cos(V*, c), and the distances between the context prompts with V* and "
+                "with c (pooled EOS output): mean pairwise, Hausdorff, Mahalanobis, KL; intra-set spreads.",
+            ),
+            "results/figures/collapse.png": (
+                "Semantic collapse over training",
+                "Each collapse diagnostic over Textual Inversion training steps, one line per subject.",
+            ),
+        }
+        if COLLAPSE_SUBJECTS
+        else {}
+    ),
+}
 
 
 wildcard_constraints:
@@ -118,6 +156,9 @@ STAGE_SOURCES = {
     "grids": ["grids.py", "figures.py", "images.py"],
     "report": ["report.py", "report_template.html"],
     "archive": ["archive.py", "checksums.py"],
+    "tea": ["tea.py", "tea_sweep.py", "generate.py", "pipeline.py", "images.py", "external.py", "methods/*.py"],
+    "tea_score": ["tea_sweep.py", "score.py", "metrics.py", "references.py"],
+    "collapse": ["collapse.py", "collapse_trajectory.py", "tea.py"],
 }
 CODE = {stage: entmap_config.source_hash(*files) for stage, files in STAGE_SOURCES.items()}
 
@@ -131,5 +172,6 @@ RUN_OUTPUTS = [
     *[f"results/tables/{table}.csv" for table in ANALYSIS_TABLES],
     *[f"results/stats/{name}.json" for name in ANALYSIS_STATS],
     *[png.replace(".png", ".pdf") for png in FIGURE_PNGS],
+    *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in TEA_OUTPUTS],
     "results/report.html",
 ]

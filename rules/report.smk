@@ -7,6 +7,7 @@ rule report:
         stats=expand("results/stats/{name}.json", name=ANALYSIS_STATS),
         noise_floor="results/noise_floor.json",
         figures=FIGURE_PNGS,
+        collapse_tea=list(TEA_OUTPUTS),
     output:
         report(
             "results/report.html",
@@ -16,6 +17,7 @@ rule report:
     params:
         code=CODE["report"],
         captions=FIGURE_CAPTIONS,
+        collapse_tea=TEA_OUTPUTS,
         config=config,
     log:
         "results/logs/report.log",

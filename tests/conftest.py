@@ -50,7 +50,8 @@ def small_config() -> dict:
     """The default config cut down for tests: 6 prompts in one shard, 2 seeds, every method once.
 
     Models: face1/ti, face1/lora (with prior preservation), bands1/cd, someone_lora/external and
-    the planted-effect controls kv0, kv0p2, kv0p5 (perturb).
+    the planted-effect controls kv0, kv0p2, kv0p5 (perturb); TEA sweeps of the first four (alpha
+    0 and 0.8 at beta 1.5, two context prompts, one seed) and face1's collapse diagnostics.
     """
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["prompts"].update(per_category=1, shard_size=6)
@@ -64,6 +65,7 @@ def small_config() -> dict:
     config["subjects"]["bands1"]["methods"] = ["cd"]
     config["perturb"]["scales"] = [0, 0.2, 0.5]
     config["analysis"]["bootstrap"] = 200
+    config["tea"].update(prompts=2, seeds=1, alphas=[0, 0.8], betas=[1.5], collapse_prompts=4)
     return config
 
 
@@ -73,6 +75,7 @@ def kill_config() -> dict:
     config["subjects"] = {"face1": config["subjects"]["face1"]}
     config.pop("external")
     config.pop("perturb")
+    config.pop("tea")
     return config
 
 

@@ -124,3 +124,37 @@ def test_external_entries_are_checked_before_any_job(config, tmp_path):
 def test_merged_per_subject_override_is_validated(config):
     config["subjects"]["face1"]["train"] = {"lora": {"rank": "four"}}
     expect_error(config, "subjects.face1.train.lora (merged).rank")
+
+
+def test_tea_applies_where_the_method_allows_it(config):
+    from entmap.config import collapse_subjects, tea_models
+
+    config["subjects"]["face1"].setdefault("train", {})["lora"] = {"train_text_encoder": False}
+    config["external"]["bare"] = {
+        "kind": "lora",
+        "path": config["external"]["someone_lora"]["path"],
+        "category": "style",
+    }
+    load_plan(config, SCHEMA)
+    models = tea_models(config)
+    assert "face1/lora" not in models  # no text-encoder adapter: nothing to adjust at prompt level
+    assert "bare/external" not in models  # no token and class word declared
+    assert models["teapot1/lora"] == {
+        "level": "prompt",
+        "token": "sks",
+        "class_word": "teapot",
+        "references": "results/references/teapot1",
+    }
+    assert models["face1/ti"]["level"] == "token" and models["face1/ti"]["token"] == "<face1>"
+    assert models["someone_lora/external"]["references"] is None
+    assert set(collapse_subjects(config)) == {"face1", "teapot1", "bands1"}
+    config["tea"]["enabled"] = False
+    assert tea_models(config) == {} and collapse_subjects(config) == {}
+
+
+def test_tea_suite_and_grid_are_checked(config):
+    config["tea"]["suite"] = "resources/prompts/missing.tsv"
+    expect_error(config, "tea.suite", "missing.tsv", "not found")
+    config["tea"]["suite"] = "resources/prompts/context-24.tsv"
+    config["tea"]["alphas"] = [1.5]
+    expect_error(config, "tea.alphas")

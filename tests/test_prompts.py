@@ -3,7 +3,14 @@
 import pytest
 from conftest import REPO
 
-from entmap.prompts import PromptSuiteError, load_prompts, make_shards, prompts_by_id, select_prompts
+from entmap.prompts import (
+    PROMPT_CATEGORIES,
+    PromptSuiteError,
+    load_prompts,
+    make_shards,
+    prompts_by_id,
+    select_prompts,
+)
 
 SUITE = REPO / "resources" / "prompts" / "entanglement-200.tsv"
 PAPER_TABLE2 = {
@@ -40,7 +47,7 @@ def write(tmp_path, body: bytes):
     ("body", "fragment"),
     [
         (b"a\tpeople\tx one\na\tanimals\tx two\n", "id 'a' already used on line 2"),
-        (b"a\tplants\ta fern\n", "unknown category 'plants'"),
+        (b"a\tPlants!\ta fern\n", "category 'Plants!' is not a lowercase name"),
         (b"a\tpeople\t \n", "empty prompt text"),
         (b"a\tpeople\ta dog\nb\tanimals\tA Dog\n", "duplicates line 2"),
         (b"a\tpeople\tcaf\xe9\n", "not UTF-8"),
@@ -76,3 +83,10 @@ def test_selection_and_shards():
     assert list(picked["id"]) == ["p005", "p001"]
     with pytest.raises(PromptSuiteError, match="p999"):
         prompts_by_id(SUITE, ["p999"])
+
+
+def test_categories_can_be_restricted(tmp_path):
+    path = write(tmp_path, b"a\tplants\ta fern\n")
+    assert list(load_prompts(path)["category"]) == ["plants"]  # a suite defines its categories
+    with pytest.raises(PromptSuiteError, match="unknown category 'plants'"):
+        load_prompts(path, categories=PROMPT_CATEGORIES)

@@ -17,7 +17,7 @@ from conftest import SNAKEMAKE, kill_config, make_workdir, snakemake
 from PIL import Image
 
 from entmap.images import decode_png
-from entmap.tables import CELLS, DISRUPTION, IMAGES, NOISE_PAIRS, SCORES, read_table
+from entmap.tables import CELLS, DISRUPTION, IMAGES, NOISE_PAIRS, SCORES, TEA_IMAGES, read_table
 
 pytestmark = pytest.mark.workflow
 MODELS = [
@@ -116,6 +116,8 @@ def test_every_rule_wrote_its_log(finished_run):
         "analyze",
         "report",
         "perturb",
+        "tea",
+        "collapse",
     )
     for rule in rules:
         assert list(logs.glob(f"{rule}*")), rule
@@ -145,10 +147,13 @@ def test_adding_a_subject_schedules_only_its_jobs(finished_run):
         "figure_map",
         "figure_scatter",
         "figure_category_matrix",
+        "tea_tradeoff",
+        "collapse_summary",
         "report",
         "all",
     ]
     own = ["make_references", "train_ti", "generate_personalized", "score", "disrupt", "figure_grid"]
+    own += ["tea_sweep", "tea_score", "collapse_trajectory"]
     assert rules == sorted(own + shared)
     for rule, outputs in jobs:
         if rule not in shared:
@@ -183,6 +188,11 @@ def test_dry_runs_show_the_whole_dag(tmp_path, default_config):
             "figure_scatter": 1,
             "figure_category_matrix": 1,
             "figure_grid": 14,
+            "tea_sweep": 10,
+            "tea_score": 10,
+            "tea_tradeoff": 1,
+            "collapse_trajectory": 3,
+            "collapse_summary": 1,
             "report": 1,
             "all": 1,
         }
@@ -326,9 +336,37 @@ def test_analysis_outputs_and_report(finished_run):
         assert image.std() > 10, figure
         assert (results / f"figures/{figure}.pdf").read_bytes()[:5] == b"%PDF-"
     page = (results / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == len(FIGURES)  # every figure inlined: works offline
+    # every figure inlined (works offline): the map's, plus the TEA trade-off and the collapse figures
+    assert page.count('src="data:image/png;base64,') == len(FIGURES) + 2
     assert "http://" not in page.replace("http://www.w3.org", "") and 'src="http' not in page
     for words in ("H1", "H2", "H3", "tau_sem", "Table 1", "Mann-Whitney", "torch_threads"):
+        assert words in page, words
+
+
+def test_tea_sweeps_and_collapse_diagnostics(finished_run):
+    results = finished_run / "results"
+    table = pd.read_csv(results / "tables/tea_tradeoff.csv")
+    levels = {"face1/ti": "token", "face1/lora": "prompt", "bands1/cd": "prompt", "someone_lora/external": "prompt"}
+    assert dict(zip(table["model"], table["level"], strict=False)) == levels
+    assert set(table["setting"]) == {"none", "a0_b1.5", "a0.8_b1.5"} and (table["n"] == 2).all()
+    unadjusted = table[table["setting"] == "none"]
+    assert (unadjusted["delta_clip_context"] == 0).all() and unadjusted["alpha"].isna().all()
+    assert table.loc[table["model"] == "someone_lora/external", "clip_image"].isna().all()  # no references
+    assert table.loc[table["model"] != "someone_lora/external", "clip_image"].between(-1, 1).all()
+    # TI's unadjusted sweep images are the model's own images of those prompts: alpha 0.8 changes them
+    images = read_table(results / "tea/face1/ti/images.parquet", TEA_IMAGES)
+    by = {name: group.sort_values(["prompt_id", "seed"])["png"].tolist() for name, group in images.groupby("setting")}
+    assert by["none"] != by["a0.8_b1.5"]
+    collapse = pd.read_csv(results / "tables/collapse.csv")
+    assert list(collapse["step"]) == [0, 2, 4] and set(collapse["subject"]) == {"face1"}
+    first = collapse.iloc[0]
+    assert first["cos_anchor"] == pytest.approx(1) and first["hausdorff"] == pytest.approx(0, abs=1e-9)
+    assert (collapse["hausdorff"].iloc[1:] > 0).all()
+    for figure in ("tea_tradeoff", "collapse"):
+        image = np.asarray(Image.open(results / f"figures/{figure}.png").convert("L"), dtype=float)
+        assert image.std() > 10, figure
+    page = (results / "report.html").read_text()
+    for words in ("Semantic collapse and TEA", "TEA trade-off", "Textual Inversion drift", "face1: ||V*||/||c||"):
         assert words in page, words
 
 
@@ -355,10 +393,22 @@ LOCAL_RULES = {
     "figure_scatter",
     "figure_category_matrix",
     "figure_grid",
+    "tea_tradeoff",
+    "collapse_summary",
     "report",
     "all",
 }
-SHARED = {"merge_map", "analyze", "figure_map", "figure_scatter", "figure_category_matrix", "report", "all"}
+SHARED = {
+    "merge_map",
+    "analyze",
+    "figure_map",
+    "figure_scatter",
+    "figure_category_matrix",
+    "tea_tradeoff",
+    "collapse_summary",
+    "report",
+    "all",
+}
 
 
 def test_changing_one_subjects_training_reruns_only_that_subject(finished_run):
@@ -366,8 +416,9 @@ def test_changing_one_subjects_training_reruns_only_that_subject(finished_run):
     own = [(rule, out) for rule, out in jobs if rule not in SHARED]
     assert sorted(rule for rule, _ in own) == sorted(
         ["train_ti", "generate_personalized", "score", "disrupt", "figure_grid"]
+        + ["tea_sweep", "tea_score", "collapse_trajectory"]
     )
-    assert all("face1/ti" in out for _, out in own), own
+    assert all("face1/ti" in out or out == "results/collapse/face1.csv" for _, out in own), own
     assert {rule for rule, _ in jobs} - {rule for rule, _ in own} == SHARED
 
 

@@ -13,5 +13,6 @@ with job_log(sm.log[0]):
         noise_floor_path=sm.input.noise_floor,
         figures=[(path, sm.params.captions[path]) for path in sm.input.figures],
         config=sm.params.config,
+        collapse_tea=[(path, *sm.params.collapse_tea[path]) for path in sm.input.collapse_tea],
         out_path=sm.output[0],
     )

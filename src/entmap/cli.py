@@ -1,19 +1,20 @@
-"""Command line: ``entmap verify-archive FOLDER`` (and ``python -m entmap``)."""
+"""Command line (``entmap ...`` or ``python -m entmap ...``).
+
+* ``entmap verify-archive FOLDER``: recompute the checksums of an unpacked run archive.
+* ``entmap toyworld-eval``: the toy world's quality table (generated images and scorer).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from entmap.archive import verify_archive
+TOYWORLD = "resources/models/toyworld"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="entmap", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser("verify-archive", help="recompute the checksums of an unpacked run archive")
-    verify.add_argument("folder", help="the unpacked archive's top folder (holds MANIFEST.sha256)")
-    args = parser.parse_args(argv)
+def verify_archive_command(args: argparse.Namespace) -> int:
+    from entmap.archive import verify_archive
+
     problems = verify_archive(args.folder)
     for problem in problems:
         print(f"FAILED {problem}", file=sys.stderr)
@@ -22,6 +23,41 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{args.folder}: every checksum matches")
     return 0
+
+
+def toyworld_eval_command(args: argparse.Namespace) -> int:
+    from entmap.toyworld.evaluate import evaluate
+
+    table = evaluate(
+        args.model, args.scorer, args.prompts, args.seeds, args.steps, args.guidance, args.threads, args.device
+    )
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+    if args.csv:
+        from entmap.atomic import write_text
+
+        write_text(args.csv, table.to_csv(index=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="entmap", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    verify = commands.add_parser("verify-archive", help="recompute the checksums of an unpacked run archive")
+    verify.add_argument("folder", help="the unpacked archive's top folder (holds MANIFEST.sha256)")
+    verify.set_defaults(run=verify_archive_command)
+    toy = commands.add_parser("toyworld-eval", help="quality table of the toy world's text-to-image model and scorer")
+    toy.add_argument("--model", default=f"{TOYWORLD}/sd", help="diffusers folder of the text-to-image model")
+    toy.add_argument("--scorer", default=f"{TOYWORLD}/clip", help="open_clip folder of the scorer")
+    toy.add_argument("--prompts", type=int, default=24, help="captions per split (seen, held-out)")
+    toy.add_argument("--seeds", type=int, default=2, help="images per caption")
+    toy.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    toy.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale")
+    toy.add_argument("--threads", type=int, default=2, help="torch threads")
+    toy.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    toy.add_argument("--csv", help="also write the table to this CSV file")
+    toy.set_defaults(run=toyworld_eval_command)
+    args = parser.parse_args(argv)
+    return args.run(args)
 
 
 if __name__ == "__main__":

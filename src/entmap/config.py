@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from entmap.external import check_source
-from entmap.prompts import Shard, load_prompts, make_shards, select_prompts
+from entmap.prompts import Shard, load_context_prompts, load_prompts, make_shards, select_prompts
 from entmap.references import check_reference_folder
 
 #: Where derived artefacts of tiny models live (outputs of build_tiny_base).
@@ -143,6 +143,12 @@ def check_semantics(config: dict[str, Any]) -> None:
                 check_source(name, entry)
             except ValueError as exc:
                 problems.append(str(exc))
+    tea = config.get("tea") or {}
+    if tea.get("enabled"):
+        try:
+            load_context_prompts(tea["suite"], tea.get("prompts"))
+        except ValueError as exc:
+            problems.append(f"tea.suite: {exc}")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
@@ -155,6 +161,17 @@ def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Pl
         prompts = select_prompts(load_prompts(config["prompts"]["suite"]), config["prompts"].get("per_category"))
     except ValueError as exc:
         raise ConfigError(f"prompts.suite: {exc}") from exc
+    present = sorted(set(prompts["category"]))
+    missing = {k: v for k, v in config["subject_categories"].items() if v not in present}
+    if missing:
+        raise ConfigError(
+            "invalid configuration:\n"
+            + "\n".join(
+                f"  subject_categories.{k}: prompt category {v!r} is not in the selected prompts of "
+                f"{config['prompts']['suite']}; use one of {present}"
+                for k, v in missing.items()
+            )
+        )
     shards = make_shards(list(prompts["id"]), config["prompts"]["shard_size"])
     models = tuple(f"{name}/{method}" for name, subject in config["subjects"].items() for method in subject["methods"])
     models += tuple(f"{name}/external" for name in config.get("external", {}))
@@ -271,3 +288,62 @@ def source_hash(*patterns: str) -> str:
     for path in files:
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def tea_enabled(config: dict[str, Any]) -> bool:
+    return bool((config.get("tea") or {}).get("enabled"))
+
+
+def tea_models(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The models TEA applies to, model -> {level, token, class_word, references}.
+
+    Token level: Textual Inversion (trained, or external kind ti). Prompt level: LoRA trained
+    with a text-encoder adapter, Custom Diffusion, and external lora/cd/checkpoint adapters that
+    declare ``token`` and ``class_word``. ``references`` is the folder CLIP-I compares against
+    (None: an external adapter without references).
+    """
+    if not tea_enabled(config):
+        return {}
+    methods = set(config["tea"].get("methods", ["ti", "lora", "cd", "external"]))
+    models: dict[str, dict[str, Any]] = {}
+    for name, subject in config["subjects"].items():
+        refs = subject["references"]
+        folder = refs if isinstance(refs, str) else f"results/references/{name}"
+        for method in subject["methods"]:
+            if method not in methods:
+                continue
+            if method == "lora" and not method_settings(config, name, "lora").get("train_text_encoder", False):
+                continue
+            models[f"{name}/{method}"] = {
+                "level": "token" if method == "ti" else "prompt",
+                "token": method_token(config, name, method),
+                "class_word": subject["class_word"],
+                "references": folder,
+            }
+    if "external" in methods:
+        for name, entry in config.get("external", {}).items():
+            if entry.get("token") and entry.get("class_word"):
+                models[f"{name}/external"] = {
+                    "level": "token" if entry["kind"] == "ti" else "prompt",
+                    "token": entry["token"],
+                    "class_word": entry["class_word"],
+                    "references": entry.get("references"),
+                }
+    return models
+
+
+def collapse_subjects(config: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Subjects with a Textual Inversion trajectory to diagnose, subject -> {token, class_word}."""
+    if not tea_enabled(config):
+        return {}
+    return {
+        name: {"token": subject_token(config, name), "class_word": subject["class_word"]}
+        for name, subject in config["subjects"].items()
+        if "ti" in subject["methods"]
+    }
+
+
+def tea_seeds(config: dict[str, Any]) -> list[int]:
+    """The sweep's seeds: the first ``tea.seeds`` of the map's seed sequence."""
+    first = config["generation"].get("first_seed", 0)
+    return list(range(first, first + config["tea"]["seeds"]))

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 WEIGHT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
 _LORA_SUFFIX = re.compile(
-    r"\.(lora_A|lora_B|lora\.down|lora\.up|lora_down|lora_up)\.weight$|\.(alpha|lora_magnitude_vector)$"
+    r"\.(lora_A|lora_B|lora\.down|lora\.up|lora_down|lora_up|lora_linear_layer\.down|lora_linear_layer\.up)\.weight$"
+    r"|\.(alpha|lora_magnitude_vector)$"
 )
 
 
@@ -117,17 +118,24 @@ def check_lora_keys(pipe, state_dict: dict[str, torch.Tensor], source: str) -> i
             unknown.append(key)
             continue
         module_name = rest[: match.start()]
-        module = modules[prefix].get(module_name) or modules[prefix].get(module_name.removeprefix("text_model."))
+        module = next(
+            (
+                modules[prefix][name]
+                for name in (module_name, module_name.removeprefix("text_model."), f"text_model.{module_name}")
+                if name in modules[prefix]
+            ),
+            None,
+        )
         if module is None:
             unknown.append(key)
             continue
         layers.add(f"{prefix}.{module_name}")
         kind = match.group(1) or ""
-        if kind in ("lora_A", "lora.down", "lora_down"):
+        if kind in ("lora_A", "lora.down", "lora_down", "lora_linear_layer.down"):
             fan_in = getattr(module, "in_features", getattr(module, "in_channels", None))
             if value.ndim < 2 or value.shape[1] != fan_in:
                 mismatched.append(f"{key} {tuple(value.shape)} (layer input {fan_in})")
-        elif kind in ("lora_B", "lora.up", "lora_up"):
+        elif kind in ("lora_B", "lora.up", "lora_up", "lora_linear_layer.up"):
             fan_out = getattr(module, "out_features", getattr(module, "out_channels", None))
             if value.shape[0] != fan_out:
                 mismatched.append(f"{key} {tuple(value.shape)} (layer output {fan_out})")

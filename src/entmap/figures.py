@@ -276,3 +276,102 @@ def drift_scatter_figure(
 def category_matrix_figure(matrix_path: str | os.PathLike[str], stem: str | os.PathLike[str]) -> list[Path]:
     """Read tables/category_matrix.csv; draw subject category x prompt category."""
     return plot_category_matrix(pd.read_csv(matrix_path), stem)
+
+
+def _panel_grid(n: int, ncols: int = 4, size: tuple[float, float] = (3.2, 2.6)):
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def plot_tea_tradeoff(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
+    """One panel per model: change of context alignment (S_T^p) and identity (CLIP-I) against alpha.
+
+    Changes are against the unadjusted model (the zero line); one line style per beta.
+    """
+    adjusted = table[table["setting"] != "none"]
+    models = list(dict.fromkeys(adjusted["model"]))
+    fig, axes = _panel_grid(len(models))
+    styles = ["-", "--", ":", "-."]
+    for ax, model in zip(axes, models, strict=False):
+        rows = adjusted[adjusted["model"] == model]
+        for i, (beta, group) in enumerate(rows.groupby("beta", sort=True)):
+            group = group.sort_values("alpha")
+            style = styles[i % len(styles)]
+            ax.plot(
+                group["alpha"],
+                group["delta_clip_context"],
+                style,
+                marker="o",
+                color="tab:blue",
+                label=f"context S_T^p, beta {beta:g}",
+            )
+            if group["delta_clip_image"].notna().any():
+                ax.plot(
+                    group["alpha"],
+                    group["delta_clip_image"],
+                    style,
+                    marker="s",
+                    color="tab:orange",
+                    label=f"identity CLIP-I, beta {beta:g}",
+                )
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(f"{model} ({rows['level'].iloc[0]})", fontsize=9)
+        ax.set_xlabel("alpha")
+        ax.set_ylabel("change vs unadjusted")
+        ax.tick_params(labelsize=7)
+    if models:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(
+            handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, bbox_to_anchor=(0.5, -0.02)
+        )
+    fig.suptitle("TEA trade-off: context alignment up, identity down as alpha grows", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    return save_figure(fig, stem, dpi=110)
+
+
+COLLAPSE_PANELS = {
+    "norm_percentile": "||V*|| percentile in vocabulary",
+    "norm_ratio": "||V*|| / ||c||",
+    "cos_anchor": "cos(V*, c)",
+    "mean_pairwise": "mean pairwise P_V* vs P_c",
+    "hausdorff": "Hausdorff P_V* vs P_c",
+    "mahalanobis": "Mahalanobis (set means)",
+    "kl": "KL of similarity rows",
+    "intra_v": "intra-set spread (P_V* solid, P_c dashed)",
+}
+
+
+def plot_collapse(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
+    """Each collapse diagnostic over training steps, one line per Textual Inversion subject."""
+    fig, axes = _panel_grid(len(COLLAPSE_PANELS))
+    for ax, (column, title) in zip(axes, COLLAPSE_PANELS.items(), strict=True):
+        for i, (subject, rows) in enumerate(table.groupby("subject", sort=True)):
+            color = f"C{i}"
+            ax.plot(rows["step"], rows[column], marker=".", color=color, label=subject)
+            if column == "intra_v":
+                ax.plot(rows["step"], rows["intra_c"], "--", color=color)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.tick_params(labelsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, bbox_to_anchor=(0.5, -0.02)
+        )
+    fig.suptitle("Semantic collapse over Textual Inversion training", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    return save_figure(fig, stem, dpi=110)
+
+
+def tea_tradeoff_figure(table_path: str | os.PathLike[str], stem: str | os.PathLike[str]) -> list[Path]:
+    """Read tables/tea_tradeoff.csv; draw the trade-off panels."""
+    return plot_tea_tradeoff(pd.read_csv(table_path), stem)
+
+
+def collapse_figure(table_path: str | os.PathLike[str], stem: str | os.PathLike[str]) -> list[Path]:
+    """Read tables/collapse.csv; draw the diagnostics over training steps."""
+    return plot_collapse(pd.read_csv(table_path), stem)

@@ -23,11 +23,41 @@ LATENT_CHANNELS = 4
 VAE_FACTOR = 8
 
 
-def initial_latents(seeds: list[int], resolution: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """z_k for each seed: N(0, I) of shape (4, res/8, res/8) from ``torch.Generator().manual_seed(k)``."""
-    side = resolution // VAE_FACTOR
+def initial_latents(
+    seeds: list[int], resolution: int, dtype: torch.dtype, device: torch.device, vae_factor: int = VAE_FACTOR
+) -> torch.Tensor:
+    """z_k for each seed: N(0, I) of shape (4, res/f, res/f) from ``torch.Generator().manual_seed(k)``.
+
+    f is the VAE's downsampling factor (8 for Stable Diffusion; ``pipe.vae_scale_factor``).
+    """
+    side = resolution // vae_factor
     noise = [torch.randn((LATENT_CHANNELS, side, side), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
     return torch.stack(noise).to(device=device, dtype=dtype)
+
+
+def render(
+    pipe,
+    latents: torch.Tensor,
+    settings: dict[str, Any],
+    prompts: list[str] | None = None,
+    prompt_embeds: torch.Tensor | None = None,
+) -> list:
+    """One batch of PIL images from initial ``latents`` and either prompt texts or ``prompt_embeds``.
+
+    The negative prompt is always given as text, so the unconditional branch is the same either way.
+    """
+    with torch.inference_mode():
+        return pipe(
+            prompt=prompts,
+            prompt_embeds=prompt_embeds,
+            negative_prompt=[settings.get("negative_prompt", "")] * len(latents),
+            latents=latents,
+            height=settings["resolution"],
+            width=settings["resolution"],
+            num_inference_steps=settings["steps"],
+            guidance_scale=settings["guidance_scale"],
+            output_type="pil",
+        ).images
 
 
 def generate_shard(
@@ -52,18 +82,8 @@ def generate_shard(
     rows = []
     for start in tqdm(range(0, len(jobs), batch_size), desc=f"generate {model_name}", mininterval=2):
         batch = jobs[start : start + batch_size]
-        latents = initial_latents([seed for _, _, seed in batch], resolution, dtype, device)
-        with torch.inference_mode():
-            images = pipe(
-                prompt=[text for _, text, _ in batch],
-                negative_prompt=[settings.get("negative_prompt", "")] * len(batch),
-                latents=latents,
-                height=resolution,
-                width=resolution,
-                num_inference_steps=settings["steps"],
-                guidance_scale=settings["guidance_scale"],
-                output_type="pil",
-            ).images
+        latents = initial_latents([seed for _, _, seed in batch], resolution, dtype, device, pipe.vae_scale_factor)
+        images = render(pipe, latents, settings, prompts=[text for _, text, _ in batch])
         for (prompt_id, _, seed), image in zip(batch, images, strict=True):
             rows.append(
                 {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 PROMPT_CATEGORIES: tuple[str, ...] = ("people", "animals", "objects", "scenes", "styles", "abstract")
 COLUMNS = ["id", "category", "text"]
+CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
 class PromptSuiteError(ValueError):
@@ -29,8 +31,13 @@ class Shard:
     prompt_ids: tuple[str, ...]
 
 
-def load_prompts(path: str | os.PathLike[str], categories: tuple[str, ...] = PROMPT_CATEGORIES) -> pd.DataFrame:
-    """Load and validate a prompt suite; returns a frame with columns id, category, text."""
+def load_prompts(path: str | os.PathLike[str], categories: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Load and validate a prompt suite; returns a frame with columns id, category, text.
+
+    A suite defines its own categories (the paper's six: :data:`PROMPT_CATEGORIES`; the toy
+    world's are others): any lowercase name is accepted unless ``categories`` restricts them.
+    The config check makes sure every ``subject_categories`` target occurs in the suite.
+    """
     path = Path(path)
     if not path.is_file():
         raise PromptSuiteError(f"{path}: prompt suite not found; set prompts.suite to a TSV file")
@@ -54,8 +61,10 @@ def load_prompts(path: str | os.PathLike[str], categories: tuple[str, ...] = PRO
             raise PromptSuiteError(f"{path}:{lineno}: empty id")
         if pid in seen_ids:
             raise PromptSuiteError(f"{path}:{lineno}: id {pid!r} already used on line {seen_ids[pid]}")
-        if category not in categories:
+        if categories is not None and category not in categories:
             raise PromptSuiteError(f"{path}:{lineno}: unknown category {category!r}; use one of {list(categories)}")
+        if not CATEGORY_NAME.fullmatch(category):
+            raise PromptSuiteError(f"{path}:{lineno}: category {category!r} is not a lowercase name like 'objects'")
         if not text:
             raise PromptSuiteError(f"{path}:{lineno}: empty prompt text for id {pid!r}")
         key = text.casefold()
@@ -92,3 +101,33 @@ def prompts_by_id(path: str | os.PathLike[str], prompt_ids: list[str]) -> pd.Dat
     if unknown:
         raise PromptSuiteError(f"{path}: prompt ids {unknown[:5]} are not in the suite; rerun from scratch")
     return prompts.loc[list(prompt_ids)].reset_index(drop=True)
+
+
+CONTEXT_COLUMNS = ["id", "prompt", "concept", "context"]
+
+
+def load_context_prompts(path: str | os.PathLike[str], count: int | None = None) -> pd.DataFrame:
+    """Load a context prompt suite (TEA and collapse diagnostics): the first ``count`` rows (all when None).
+
+    Columns: ``prompt`` has one ``{}`` slot for the subject ("{} in the grand canyon"); ``concept``
+    is the subject part alone, with the same slot ("{}"); ``context`` is the rest of the scene
+    ("the grand canyon"). Keeping the parts apart lets CLIP-T score each on its own.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PromptSuiteError(f"{path}: context prompt suite not found; set tea.suite to a TSV file")
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    if list(frame.columns) != CONTEXT_COLUMNS:
+        raise PromptSuiteError(f"{path}: the first line must be the header '{'<TAB>'.join(CONTEXT_COLUMNS)}'")
+    for lineno, row in enumerate(frame.itertuples(index=False), start=2):
+        for column in ("prompt", "concept"):
+            if getattr(row, column).count("{}") != 1:
+                raise PromptSuiteError(f"{path}:{lineno}: {column} must hold exactly one '{{}}' slot for the subject")
+        if not row.id.strip() or not row.context.strip():
+            raise PromptSuiteError(f"{path}:{lineno}: empty id or context")
+    duplicated = frame["id"][frame["id"].duplicated()].tolist()
+    if duplicated:
+        raise PromptSuiteError(f"{path}: ids used twice: {duplicated}")
+    if frame.empty:
+        raise PromptSuiteError(f"{path}: no prompts")
+    return frame if count is None else frame.head(count).reset_index(drop=True)

@@ -106,6 +106,61 @@ def hypotheses_in_words(data: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def _section_item(path: str, title: str, caption: str) -> dict[str, Any]:
+    """A figure (inlined PNG) or a table (HTML) of the collapse and TEA section."""
+    import markupsafe
+
+    if path.endswith(".png"):
+        return {"title": title, "caption": caption, "data": base64.b64encode(Path(path).read_bytes()).decode()}
+    html_table = pd.read_csv(path).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="n/a")
+    return {"title": title, "caption": caption, "html": markupsafe.Markup(html_table)}
+
+
+def tea_in_words(table: pd.DataFrame) -> str:
+    """What the strongest swept setting (largest alpha, then beta) did, averaged over models."""
+    adjusted = table[table["setting"] != "none"]
+    if adjusted.empty:
+        return "No TEA setting was swept."
+    alpha = adjusted["alpha"].max()
+    beta = adjusted.loc[adjusted["alpha"] == alpha, "beta"].max()
+    rows = adjusted[(adjusted["alpha"] == alpha) & (adjusted["beta"] == beta)]
+    gained = int((rows["delta_clip_context"] > 0).sum())
+    identity = rows["delta_clip_image"].dropna()
+    text = (
+        f"At alpha = {alpha:g}, beta = {beta:g}, TEA changed CLIP-T against the context by "
+        f"{rows['delta_clip_context'].mean():+.4f} on average over {len(rows)} models ({gained} gained)"
+    )
+    if len(identity):
+        text += (
+            f", and CLIP-I against the references by {identity.mean():+.4f} ({len(identity)} models with references)"
+        )
+    return text + ", relative to the unadjusted models on the same prompts and seeds."
+
+
+def collapse_in_words(table: pd.DataFrame) -> str:
+    """How far V* drifted between the first and last kept step, per subject."""
+    parts = []
+    for subject, rows in table.sort_values("step").groupby("subject", sort=True):
+        first, last = rows.iloc[0], rows.iloc[-1]
+        parts.append(
+            f"{subject}: ||V*||/||c|| {first['norm_ratio']:.3g} -> {last['norm_ratio']:.3g} "
+            f"(percentile {first['norm_percentile']:.3g} -> {last['norm_percentile']:.3g}), "
+            f"cos(V*, c) {first['cos_anchor']:.3g} -> {last['cos_anchor']:.3g} over {int(last['step'])} steps"
+        )
+    return "Textual Inversion drift, first to last kept step. " + "; ".join(parts) + "." if parts else ""
+
+
+def collapse_tea_in_words(items: list[tuple[str, str, str]]) -> list[str]:
+    """Plain-language summaries of the collapse and TEA tables present in the section."""
+    lines = []
+    for path, _, _ in items:
+        if path.endswith("tea_tradeoff.csv"):
+            lines.append(tea_in_words(pd.read_csv(path)))
+        elif path.endswith("collapse.csv"):
+            lines.append(collapse_in_words(pd.read_csv(path)))
+    return [line for line in lines if line]
+
+
 def git_commit(cwd: str | os.PathLike[str] = ".") -> str:
     try:
         return subprocess.run(
@@ -132,8 +187,13 @@ def write_report(
     figures: list[tuple[str, str]],
     config: dict[str, Any],
     out_path: str | os.PathLike[str],
+    collapse_tea: list[tuple[str, str, str]] | None = None,
 ) -> None:
-    """Assemble report.html from the run's outputs; ``figures`` are (png path, caption) pairs."""
+    """Assemble report.html from the run's outputs.
+
+    ``figures`` are (png path, caption) pairs; ``collapse_tea`` are (csv or png path, title,
+    caption) triples of the semantic-collapse and TEA section (empty: no such section).
+    """
     import jinja2
     import markupsafe
 
@@ -202,6 +262,8 @@ def write_report(
             platform=html.escape(platform.platform()),
             versions=markupsafe.Markup(versions.to_html(index=False, border=0)),
             config=yaml.safe_dump(config, sort_keys=False),
+            collapse_tea=[_section_item(*item) for item in collapse_tea or []],
+            collapse_tea_text=collapse_tea_in_words(collapse_tea or []),
         )
     )
     write_text(out_path, page)

@@ -87,6 +87,33 @@ TRAIN_LOG = pa.schema(
     ]
 )
 
+TEA_IMAGES = pa.schema(
+    [
+        ("model", pa.string()),
+        ("setting", pa.string()),
+        ("alpha", pa.float64()),
+        ("beta", pa.float64()),
+        ("prompt_id", pa.string()),
+        ("seed", pa.int64()),
+        ("png", pa.binary()),
+    ]
+)
+
+TEA_SCORES = pa.schema(
+    [
+        ("model", pa.string()),
+        ("setting", pa.string()),
+        ("alpha", pa.float64()),
+        ("beta", pa.float64()),
+        ("prompt_id", pa.string()),
+        ("seed", pa.int64()),
+        ("clip_context", pa.float64()),
+        ("clip_concept", pa.float64()),
+        ("clip_full", pa.float64()),
+        ("clip_image", pa.float64()),
+    ]
+)
+
 
 class TableError(ValueError):
     """A table file is missing, unreadable or has the wrong columns."""

@@ -48,14 +48,17 @@ def adjust(
     learned: torch.Tensor,
     anchor: torch.Tensor,
     alpha: float = 0.2,
-    beta: float = 1.5,
+    beta: float | None = 1.5,
     variant: Variant = "tea",
     norm_mix: float = 0.5,
 ) -> torch.Tensor:
-    """The adjusted vector M_V' of one learned vector (see the module docstring)."""
+    """The adjusted vector M_V' of one learned vector (see the module docstring).
+
+    ``beta=None`` keeps the learned norm (r = ||M_V||): with alpha = 0 the vector is unchanged.
+    """
     learned_f, anchor_f = learned.double(), anchor.double()
     if variant == "tea":
-        r = beta * anchor_f.norm()
+        r = learned_f.norm() if beta is None else beta * anchor_f.norm()
         v = r * learned_f / learned_f.norm()
         c = r * anchor_f / anchor_f.norm()
         out = slerp(v, c, alpha)
@@ -82,7 +85,14 @@ def anchor_row(tokenizer, embeddings: torch.Tensor, word: str, reduction: str | 
 
 
 def adjust_token(
-    pipe, token: str, anchor: str, alpha: float, beta: float, variant: Variant = "tea", reduction: str | None = None
+    pipe,
+    token: str,
+    anchor: str,
+    alpha: float,
+    beta: float | None,
+    variant: Variant = "tea",
+    reduction: str | None = None,
+    norm_mix: float = 0.5,
 ) -> torch.Tensor:
     """Replace the embedding row of ``token`` in ``pipe`` by its TEA adjustment; return the old row."""
     weights = pipe.text_encoder.get_input_embeddings().weight
@@ -90,7 +100,7 @@ def adjust_token(
     original = weights[token_id].detach().clone()
     with torch.no_grad():
         weights[token_id] = adjust(
-            original, anchor_row(pipe.tokenizer, weights, anchor, reduction), alpha, beta, variant
+            original, anchor_row(pipe.tokenizer, weights, anchor, reduction), alpha, beta, variant, norm_mix
         )
     return original
 
@@ -133,28 +143,43 @@ def token_pairs(tokenizer, prompt: str, anchored: str, token: str, anchor: str) 
     return sorted(pairs)
 
 
+def anchored_prompt(prompt: str, token: str, anchor: str) -> str:
+    """``prompt`` with the anchor in place of the token.
+
+    The token's word loses the token ("<v>'s" -> "'s"); a word that is only the token becomes the
+    anchor, or is dropped when the anchor follows it ("a sks dog" -> "a dog", "<v> on a beach" ->
+    "dog on a beach").
+    """
+    words = prompt.split()
+    out = []
+    for i, word in enumerate(words):
+        if token not in word:
+            out.append(word)
+            continue
+        rest = word.replace(token, "")
+        if rest:
+            out.append(rest)
+        elif i + 1 >= len(words) or words[i + 1] != anchor:
+            out.append(anchor)
+    return " ".join(out)
+
+
 def adjust_prompt_embeds(
     pipe,
     prompt: str,
     token: str,
     anchor: str,
     alpha: float,
-    beta: float,
+    beta: float | None,
     variant: Variant = "tea",
+    norm_mix: float = 0.5,
 ) -> torch.Tensor:
     """prompt_embeds (1, 77, d) for ``prompt`` with every token's output pulled toward the anchor prompt's.
 
-    The anchor prompt is ``prompt`` with ``token`` removed from its word ("sks dog" -> "dog"),
-    or replaced by the anchor when the word is only the token ("<v> on a beach" -> "cat on a beach").
+    The anchor prompt is :func:`anchored_prompt`; each token's output is adjusted toward the mean
+    output of the tokens it is paired with by :func:`token_pairs`.
     """
-    words = []
-    for word in prompt.split():
-        if token in word:
-            rest = word.replace(token, "")
-            words.append(rest if rest else anchor)
-        else:
-            words.append(word)
-    anchored = " ".join(w for w in words if w)
+    anchored = anchored_prompt(prompt, token, anchor)
     encode = lambda text: pipe.text_encoder(  # noqa: E731
         pipe.tokenizer(
             text, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
@@ -164,5 +189,5 @@ def adjust_prompt_embeds(
         out_p, out_a = encode(prompt), encode(anchored)
     adjusted = out_p.clone()
     for i, js in token_pairs(pipe.tokenizer, prompt, anchored, token, anchor):
-        adjusted[i] = adjust(out_p[i], out_a[js].mean(dim=0), alpha, beta, variant)
+        adjusted[i] = adjust(out_p[i], out_a[js].mean(dim=0), alpha, beta, variant, norm_mix)
     return adjusted[None]

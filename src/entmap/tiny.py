@@ -150,15 +150,27 @@ TINY_CLIP_CONFIG = {
 def build_tiny_scorer(out_dir: str | os.PathLike[str], seed: int = 0) -> None:
     """Build and save a tiny open_clip model (random weights fixed by ``seed``) in the HF layout."""
     import open_clip
+
+    with seeded(seed):
+        model = open_clip.CLIP(**TINY_CLIP_CONFIG)
+    save_open_clip(model, TINY_CLIP_CONFIG, out_dir)
+
+
+def save_open_clip(model, model_cfg: dict, out_dir: str | os.PathLike[str], half: bool = False) -> None:
+    """Write an open_clip model in the HF layout (``open_clip_config.json``, ``open_clip_model.safetensors``).
+
+    ``create_model_and_transforms("local-dir:" + out_dir)`` loads it back (float32 either way).
+    """
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
     from safetensors.torch import save_file
 
-    with seeded(seed), atomic_dir(out_dir) as tmp:
-        model = open_clip.CLIP(**TINY_CLIP_CONFIG)
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    with atomic_dir(out_dir) as tmp:
+        state = {
+            k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
+        }
         save_file(state, str(tmp / "open_clip_model.safetensors"))
         hf_config = {
-            "model_cfg": TINY_CLIP_CONFIG,
+            "model_cfg": model_cfg,
             "preprocess_cfg": {"mean": list(OPENAI_DATASET_MEAN), "std": list(OPENAI_DATASET_STD)},
         }
         (tmp / "open_clip_config.json").write_text(json.dumps(hf_config, indent=2), encoding="utf-8")

@@ -1,0 +1,138 @@
+# Semantic collapse and TEA: sweeps of the test-time adjustment, and drift over TI training.
+
+
+def tea_spec(wildcards):
+    return TEA_MODELS[f"{wildcards.subject}/{wildcards.method}"]
+
+
+def tea_reference_input(wildcards):
+    folder = tea_spec(wildcards)["references"]
+    return [folder] if folder else []
+
+
+rule tea_sweep:
+    input:
+        base=base_model_input,
+        suite=config["tea"]["suite"] if TEA_MODELS else [],
+        adapter=adapter_inputs,
+    output:
+        "results/tea/{subject}/{method}/images.parquet",
+    params:
+        code=CODE["tea"],
+        model="{subject}/{method}",
+        adapter="results/adapters/{subject}/{method}",
+        spec=tea_spec,
+        tea=config.get("tea"),
+        seeds=entmap_config.tea_seeds(config) if TEA_MODELS else [],
+        settings=GENERATION,
+        base_model=BASE_MODEL,
+        runtime=RUNTIME,
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(16000),
+        runtime=gpu_runtime(60),
+    log:
+        "results/logs/tea/{subject}/{method}/sweep.log",
+    benchmark:
+        "results/benchmarks/tea/{subject}/{method}/sweep.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/tea_sweep.py"
+
+
+rule tea_score:
+    input:
+        images="results/tea/{subject}/{method}/images.parquet",
+        scorer=scorer_input,
+        suite=config["tea"]["suite"] if TEA_MODELS else [],
+        references=tea_reference_input,
+    output:
+        "results/tea/{subject}/{method}/scores.parquet",
+    params:
+        code=CODE["tea_score"],
+        spec=tea_spec,
+        tea=config.get("tea"),
+        scorer=SCORER,
+        runtime=RUNTIME,
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(8000),
+        runtime=gpu_runtime(30),
+    log:
+        "results/logs/tea/{subject}/{method}/score.log",
+    benchmark:
+        "results/benchmarks/tea/{subject}/{method}/score.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/tea_score.py"
+
+
+rule tea_tradeoff:
+    input:
+        scores=expand("results/tea/{model}/scores.parquet", model=TEA_MODELS),
+    output:
+        table="results/tables/tea_tradeoff.csv",
+        png=report(
+            "results/figures/tea_tradeoff.png",
+            caption="../resources/report/tea_tradeoff.rst",
+            category="Semantic collapse and TEA",
+        ),
+        pdf="results/figures/tea_tradeoff.pdf",
+    params:
+        code=CODE["tea_score"] + CODE["figures"],
+        levels={model: spec["level"] for model, spec in TEA_MODELS.items()},
+    log:
+        "results/logs/tea/tradeoff.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/tea_tradeoff.py"
+
+
+rule collapse_trajectory:
+    input:
+        base=base_model_input,
+        suite=config["tea"]["suite"] if COLLAPSE_SUBJECTS else [],
+        trajectory="results/adapters/{subject}/ti/trajectory.safetensors",
+    output:
+        "results/collapse/{subject}.csv",
+    params:
+        code=CODE["collapse"],
+        subject=lambda wildcards: COLLAPSE_SUBJECTS[wildcards.subject],
+        tea=config.get("tea"),
+        base_model=BASE_MODEL,
+        runtime=RUNTIME,
+    threads: config["torch_threads"]
+    log:
+        "results/logs/collapse/{subject}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/collapse_trajectory.py"
+
+
+rule collapse_summary:
+    input:
+        tables=expand("results/collapse/{subject}.csv", subject=COLLAPSE_SUBJECTS),
+    output:
+        table="results/tables/collapse.csv",
+        png=report(
+            "results/figures/collapse.png",
+            caption="../resources/report/collapse.rst",
+            category="Semantic collapse and TEA",
+        ),
+        pdf="results/figures/collapse.pdf",
+    params:
+        code=CODE["collapse"] + CODE["figures"],
+    log:
+        "results/logs/collapse/summary.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/collapse_summary.py"
