@@ -19,6 +19,7 @@ include: "rules/analyze.smk"
 include: "rules/figures.smk"
 include: "rules/tea.smk"
 include: "rules/report.smk"
+include: "rules/toyworld.smk"  # training the toy world's models (not part of `all`)
 
 
 rule all:

@@ -1,0 +1,111 @@
+# The toy world's models, trained from scratch (not part of the default run):
+#   snakemake toyworld_models    -> results/toyworld/{clip,vae,sd} and quality.csv
+# Settings: configs/toyworld-train.yaml (its `toyworld:` block); the shipped weights in
+# resources/models/toyworld/ were made this way (see their MODEL_CARD.md).
+import yaml
+
+TOYWORLD_TRAIN = config.get("toyworld_training", "configs/toyworld-train.yaml")
+
+
+def toyworld_settings(kind):
+    with open(TOYWORLD_TRAIN, encoding="utf-8") as handle:
+        block = yaml.safe_load(handle)["toyworld"]
+    return {"settings": block[kind], "device": block.get("device", "auto"), "threads": block.get("threads", 2)}
+
+
+rule toyworld_scorer:
+    input:
+        TOYWORLD_TRAIN,
+    output:
+        model=directory("results/toyworld/clip"),
+        log="results/toyworld/train_logs/scorer.csv",
+    params:
+        code=CODE["toyworld"],
+        kind="scorer",
+        train=lambda wildcards: toyworld_settings("scorer"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    log:
+        "results/logs/toyworld/scorer.log",
+    benchmark:
+        "results/benchmarks/toyworld/scorer.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/toyworld_train.py"
+
+
+rule toyworld_vae:
+    input:
+        TOYWORLD_TRAIN,
+    output:
+        model=directory("results/toyworld/vae"),
+        log="results/toyworld/train_logs/vae.csv",
+    params:
+        code=CODE["toyworld"],
+        kind="vae",
+        train=lambda wildcards: toyworld_settings("vae"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    log:
+        "results/logs/toyworld/vae.log",
+    benchmark:
+        "results/benchmarks/toyworld/vae.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/toyworld_train.py"
+
+
+rule toyworld_text_to_image:
+    input:
+        TOYWORLD_TRAIN,
+        vae="results/toyworld/vae",
+    output:
+        model=directory("results/toyworld/sd"),
+        log="results/toyworld/train_logs/text_to_image.csv",
+    params:
+        code=CODE["toyworld"],
+        kind="text_to_image",
+        train=lambda wildcards: toyworld_settings("text_to_image"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
+    log:
+        "results/logs/toyworld/text_to_image.log",
+    benchmark:
+        "results/benchmarks/toyworld/text_to_image.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/toyworld_train.py"
+
+
+rule toyworld_models:
+    input:
+        model="results/toyworld/sd",
+        scorer="results/toyworld/clip",
+    output:
+        "results/toyworld/quality.csv",
+    params:
+        code=CODE["toyworld"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        "results/logs/toyworld/quality.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m entmap toyworld-eval --model {input.model} --scorer {input.scorer} --threads {threads} "
+        "--csv {output} > {log} 2>&1 && cat {log}"

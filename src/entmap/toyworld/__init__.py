@@ -1,0 +1,1 @@
+"""The toy world: synthetic captioned scenes, and tiny models trained on them (see world.py)."""

@@ -1,0 +1,70 @@
+"""The toy world's prompt suite: six categories that play the roles of the paper's.
+
+=============  ==========================================================  =====================
+category       prompts                                                     own category of
+=============  ==========================================================  =====================
+objects        one shape, colour and shape only ("a red square")           face and object subjects
+colours        full captions on a plain background, every colour           -
+positions      colour, shape and position ("a blue ring at the top")       -
+backgrounds    full captions on every grey texture                         -
+compositions   two shapes ("a red circle on the left and ...")             -
+styles         textures alone ("a striped background")                     style subjects
+=============  ==========================================================  =====================
+
+Ten prompts per category, drawn once with a fixed seed; :func:`suite_rows` regenerates the
+shipped ``resources/prompts/toyworld-60.tsv`` exactly (tested). Held-out colour-shape pairs
+appear too: the map covers what the model composes as well as what it saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from entmap.toyworld.world import BACKGROUNDS, COLOURS, POSITIONS, SHAPES
+
+TOY_CATEGORIES = ("objects", "colours", "positions", "backgrounds", "compositions", "styles")
+PER_CATEGORY = 10
+
+
+def suite_rows(seed: int = 0) -> list[tuple[str, str, str]]:
+    """(id, category, text) of the toy suite, in category order."""
+    rng = np.random.default_rng(seed)
+    colours, positions = list(COLOURS), list(POSITIONS)
+
+    def pick(values):
+        return values[rng.integers(len(values))]
+
+    prompts: dict[str, list[str]] = {c: [] for c in TOY_CATEGORIES}
+
+    def add(category: str, make) -> None:
+        while len(prompts[category]) < PER_CATEGORY:
+            text = make()
+            if text not in prompts[category]:
+                prompts[category].append(text)
+
+    add("objects", lambda: f"a {pick(colours)} {pick(SHAPES)}")
+    add("colours", lambda: f"a {pick(colours)} {pick(SHAPES)} {pick(positions)} on a plain background")
+    add("positions", lambda: f"a {pick(colours)} {pick(SHAPES)} {pick(positions)}")
+    add(
+        "backgrounds", lambda: f"a {pick(colours)} {pick(SHAPES)} {pick(positions)} on a {pick(BACKGROUNDS)} background"
+    )
+
+    def composition() -> str:
+        first, second = rng.choice(len(positions), 2, replace=False)
+        return (
+            f"a {pick(colours)} {pick(SHAPES)} {positions[first]} and a {pick(colours)} {pick(SHAPES)} "
+            f"{positions[second]} on a {pick(BACKGROUNDS)} background"
+        )
+
+    add("compositions", composition)
+    styles = [f"a {b} background" for b in BACKGROUNDS] + [f"a {c} {b} pattern" for c in colours for b in BACKGROUNDS]
+    add("styles", lambda: pick(styles))
+    rows = []
+    for c_index, category in enumerate(TOY_CATEGORIES):
+        rows += [(f"t{c_index}{i:02d}", category, text) for i, text in enumerate(prompts[category])]
+    return rows
+
+
+def suite_tsv(seed: int = 0) -> str:
+    """The suite as the TSV text the workflow reads (header id, category, text)."""
+    return "id\tcategory\ttext\n" + "".join(f"{i}\t{c}\t{t}\n" for i, c, t in suite_rows(seed))

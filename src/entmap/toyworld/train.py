@@ -1,0 +1,317 @@
+"""Training the toy world's models from scratch, with entmap's own training loop.
+
+Three models, each from a settings block of ``configs/toyworld-train.yaml``, each written in
+its standard layout so the workflow loads it like any other model:
+
+* the scorer (:func:`train_scorer`): an open_clip CLIP (custom config, the real 49,408-token
+  BPE) trained with InfoNCE on (scene, caption) pairs, with soft targets: images of the same
+  caption in a batch are positives of each other, not negatives;
+  target_ij = [c_i = c_j] / sum_k [c_i = c_k], loss = CE(logits, target) + CE(logits^T, target)
+  halved. Written as ``open_clip_config.json`` + ``open_clip_model.safetensors`` (load with
+  ``local-dir:FOLDER``).
+* the VAE (:func:`train_vae`): AutoencoderKL with a 2x downsampling, MSE reconstruction plus
+  ``kl_weight`` x KL, on scenes and on random colourful textures (so a new style can be drawn),
+  then a decoder-only fine-tune on the posterior means. The scaling factor is 1 / std of the
+  latents (they are not centred; SD's pipeline does not shift them).
+* the text-to-image model (:func:`train_text_to_image`): UNet2DConditionModel and a
+  CLIPTextModel trained jointly from scratch with the epsilon denoising loss under SD v1.5's
+  scaled-linear betas, ``caption_dropout`` empty captions (for classifier-free guidance), and
+  an EMA of the weights (what is saved). Written as a diffusers StableDiffusionPipeline folder
+  with the frozen VAE and a DDIM scheduler.
+
+Held-out colour-shape pairs (``world.HELD_OUT_PAIRS``) are never shown to the scorer or the
+text-to-image model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from entmap.atomic import atomic_dir
+from entmap.methods.common import optimize
+from entmap.runtime import seeded
+from entmap.toyworld.world import SIZE, Scene, colour_texture, render, training_scenes
+
+SCORER_CONTEXT = 16  # tokens; every toy caption fits
+
+
+def scene_pool(scenes: list[Scene], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` rendered scenes (N, 32, 32, 3) uint8 cycling through ``scenes``, and their scene indices."""
+    index = np.arange(count) % len(scenes)
+    images = np.stack([render(scenes[i], seed * 1_000_003 + n) for n, i in enumerate(index)])
+    return images, index
+
+
+def to_unit_range(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1] (the diffusers VAE's range)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+# --- scorer -------------------------------------------------------------------------------
+
+
+def scorer_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """The open_clip model config of the scorer (``settings['model']``), context length fixed."""
+    config = json.loads(json.dumps(settings["model"]))
+    config["text_cfg"].update(context_length=SCORER_CONTEXT, vocab_size=49408)
+    config["vision_cfg"]["image_size"] = SIZE
+    return config
+
+
+def soft_infonce(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor, labels: torch.Tensor):
+    """Symmetric InfoNCE where equal ``labels`` are shared positives (see the module docstring)."""
+    logits = scale * image_features @ text_features.T
+    same = (labels[:, None] == labels[None, :]).float()
+    target = same / same.sum(dim=1, keepdim=True)
+    loss_i = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    loss_t = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+    return (loss_i + loss_t) / 2
+
+
+def train_scorer(settings: dict[str, Any], out_dir: str | os.PathLike[str], device: torch.device):
+    """Train the scorer and save it in open_clip's HF layout; returns the training log."""
+    import open_clip
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    from entmap.tiny import save_open_clip
+
+    seed = settings.get("seed", 0)
+    config = scorer_config(settings)
+    scenes = training_scenes()
+    with seeded(seed):
+        model = open_clip.CLIP(**config).to(device)
+    tokens = open_clip.tokenizer.SimpleTokenizer(context_length=SCORER_CONTEXT)([s.caption for s in scenes])
+    images, labels = scene_pool(scenes, settings["pool"], seed)
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    mean = torch.tensor(OPENAI_DATASET_MEAN)[:, None, None]
+    std = torch.tensor(OPENAI_DATASET_STD)[:, None, None]
+    pixels = (pixels - mean) / std
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+
+    def compute_loss() -> torch.Tensor:
+        pick = torch.randint(0, len(pixels), (settings["batch_size"],), generator=generator)
+        label = torch.from_numpy(labels[pick.numpy()])
+        image_features, text_features, scale = model(pixels[pick].to(device), tokens[label].to(device))[:3]
+        return soft_infonce(image_features, text_features, scale, label.to(device))
+
+    log = optimize([{"params": list(model.parameters())}], settings, device, compute_loss, None, "toy scorer")
+    model.eval()
+    save_open_clip(model.cpu(), config, out_dir, half=settings.get("save_fp16", False))
+    return log
+
+
+# --- VAE ----------------------------------------------------------------------------------
+
+
+def vae_batch(rng: np.random.Generator, scenes: list[Scene], count: int, texture_share: float) -> np.ndarray:
+    """A training batch of the VAE: scenes (held-out pairs too: the VAE sees no text) and textures."""
+    out = []
+    for _ in range(count):
+        if rng.random() < texture_share:
+            out.append(colour_texture(rng))
+        else:
+            out.append(render(scenes[rng.integers(len(scenes))], int(rng.integers(1 << 30))))
+    return np.stack(out)
+
+
+def build_vae(settings: dict[str, Any]):
+    from diffusers import AutoencoderKL
+
+    channels = tuple(settings.get("channels", (32, 64)))
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(channels),
+        up_block_types=("UpDecoderBlock2D",) * len(channels),
+        block_out_channels=channels,
+        layers_per_block=settings.get("layers_per_block", 1),
+        latent_channels=4,
+        norm_num_groups=settings.get("norm_groups", 32),
+        sample_size=SIZE,
+    )
+
+
+def train_vae(settings: dict[str, Any], out_dir: str | os.PathLike[str], device: torch.device):
+    """Train the VAE (both phases), set its scaling factor, save it; returns (log, decoder log)."""
+    from entmap.toyworld.world import all_scenes
+
+    seed = settings.get("seed", 0)
+    with seeded(seed):
+        vae = build_vae(settings).to(device)
+    scenes = all_scenes()
+    rng = np.random.default_rng(seed)
+    share = settings.get("texture_share", 0.3)
+    vae.train()
+
+    def compute_loss() -> torch.Tensor:
+        x = to_unit_range(vae_batch(rng, scenes, settings["batch_size"], share)).to(device)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        return F.mse_loss(recon, x) + settings["kl_weight"] * posterior.kl().mean() / x[0].numel()
+
+    log = optimize([{"params": list(vae.parameters())}], settings, device, compute_loss, None, "toy vae")
+    decoder_settings = dict(settings, steps=settings["decoder_steps"])
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+
+    def decoder_loss() -> torch.Tensor:
+        x = to_unit_range(vae_batch(rng, scenes, settings["batch_size"], share)).to(device)
+        with torch.no_grad():
+            mode = vae.encode(x).latent_dist.mode()
+        return F.mse_loss(vae.decode(mode).sample, x)
+
+    decoder_params = [p for p in vae.parameters() if p.requires_grad]
+    decoder_log = optimize([{"params": decoder_params}], decoder_settings, device, decoder_loss, None, "toy decoder")
+    vae.requires_grad_(False).eval()
+    with torch.no_grad():
+        x = to_unit_range(vae_batch(np.random.default_rng(seed + 1), scenes, 512, share)).to(device)
+        latents = vae.encode(x).latent_dist.mode()
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    with atomic_dir(out_dir) as tmp:
+        (vae.half() if settings.get("save_fp16", False) else vae).cpu().save_pretrained(tmp, safe_serialization=True)
+    return log, decoder_log
+
+
+# --- text-to-image ------------------------------------------------------------------------
+
+
+def build_text_to_image(settings: dict[str, Any]):
+    """(UNet2DConditionModel, CLIPTextModel) of the toy pipeline, random weights."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    width = settings.get("text_width", 64)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=settings.get("text_layers", 4),
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=width,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
+    attention = settings.get("cross_attention", ["down", "cross"])
+    unet = UNet2DConditionModel(
+        sample_size=SIZE // 2,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=tuple(settings.get("channels", (32, 64))),
+        layers_per_block=settings.get("layers_per_block", 1),
+        down_block_types=tuple("CrossAttnDownBlock2D" if a == "cross" else "DownBlock2D" for a in attention),
+        up_block_types=tuple("CrossAttnUpBlock2D" if a == "cross" else "UpBlock2D" for a in reversed(attention)),
+        cross_attention_dim=width,
+        attention_head_dim=8,
+        norm_num_groups=settings.get("norm_groups", 32),
+    )
+    return unet, text_encoder
+
+
+def train_text_to_image(
+    settings: dict[str, Any], vae_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], device: torch.device
+):
+    """Train UNet + text encoder on the trained VAE's latents; save the pipeline (EMA weights)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline
+    from diffusers.training_utils import EMAModel
+
+    from entmap.tiny import SD15_SCHEDULE, load_clip_tokenizer, write_clip_tokenizer
+
+    seed = settings.get("seed", 0)
+    vae = AutoencoderKL.from_pretrained(str(vae_dir), torch_dtype=torch.float32).to(device).eval()
+    with seeded(seed):
+        unet, text_encoder = build_text_to_image(settings)
+    unet.to(device).train()
+    text_encoder.to(device).train()
+    scenes = training_scenes()
+    images, labels = scene_pool(scenes, settings["pool"], seed)
+    with torch.no_grad():
+        moments = []
+        for start in range(0, len(images), 256):
+            dist = vae.encode(to_unit_range(images[start : start + 256]).to(device)).latent_dist
+            moments.append(torch.stack([dist.mean, dist.std]).cpu())
+        moments = torch.cat(moments, dim=1)
+    with tempfile.TemporaryDirectory() as tok_dir:
+        write_clip_tokenizer(tok_dir)
+        tokenizer = load_clip_tokenizer(tok_dir)
+    captions = [s.caption for s in scenes] + [""]
+    ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    scheduler = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULE.items() if k != "set_alpha_to_one"})
+    scaling = vae.config.scaling_factor
+    generator = torch.Generator().manual_seed(seed)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    ema = EMAModel(params, decay=settings.get("ema", 0.999))
+    dropout = settings.get("caption_dropout", 0.1)
+
+    def compute_loss() -> torch.Tensor:
+        pick = torch.randint(0, moments.shape[1], (settings["batch_size"],), generator=generator)
+        mean, std = moments[0, pick], moments[1, pick]
+        latents = (mean + std * torch.randn(mean.shape, generator=generator)).to(device) * scaling
+        label = torch.from_numpy(labels[pick.numpy()])
+        drop = torch.rand(len(label), generator=generator) < dropout
+        label = torch.where(drop, torch.full_like(label, len(captions) - 1), label)
+        hidden = text_encoder(ids[label].to(device))[0]
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(label),), generator=generator).to(device)
+        prediction = unet(scheduler.add_noise(latents, noise, t), t, hidden).sample
+        return F.mse_loss(prediction, noise)
+
+    log = optimize([{"params": params}], settings, device, compute_loss, lambda step: ema.step(params), "toy t2i")
+    ema.copy_to(params)
+    unet.eval()
+    text_encoder.eval()
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(**SD15_SCHEDULE),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    if settings.get("save_fp16", False):
+        pipe.to(torch.float16)
+    with atomic_dir(out_dir) as tmp:
+        pipe.to("cpu").save_pretrained(tmp, safe_serialization=True)
+    return log
+
+
+def run_training(
+    kind: str,
+    settings: dict[str, Any],
+    out_dir: str | os.PathLike[str],
+    log_path: str | os.PathLike[str],
+    vae_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    threads: int = 2,
+) -> None:
+    """One workflow target: train ``kind`` (scorer | vae | text_to_image), save it and its log."""
+    import pandas as pd
+
+    from entmap.atomic import write_text
+    from entmap.runtime import configure_torch, resolve_device
+
+    configure_torch(threads)
+    torch_device = resolve_device(device)
+    if kind == "scorer":
+        frame = train_scorer(settings, out_dir, torch_device).frame()
+    elif kind == "vae":
+        log, decoder_log = train_vae(settings, out_dir, torch_device)
+        frame = pd.concat([log.frame().assign(phase="vae"), decoder_log.frame().assign(phase="decoder")])
+    elif kind == "text_to_image":
+        frame = train_text_to_image(settings, vae_dir, out_dir, torch_device).frame()
+    else:
+        raise ValueError(f"unknown toy-world model {kind!r}; use scorer, vae or text_to_image")
+    write_text(log_path, frame.to_csv(index=False))

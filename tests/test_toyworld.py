@@ -1,0 +1,105 @@
+"""The toy world: deterministic scenes that the pixel checks read back, its suite, subjects and training code."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from entmap.toyworld.subjects import TOY_KINDS, draw_subject
+from entmap.toyworld.suite import TOY_CATEGORIES, suite_tsv
+from entmap.toyworld.train import soft_infonce
+from entmap.toyworld.world import HELD_OUT_PAIRS, Scene, all_scenes, read_scene, render, training_scenes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_scenes_are_deterministic_and_vary_with_the_seed():
+    scene = Scene("red", "circle", "on the left", "striped")
+    assert np.array_equal(render(scene, 3), render(scene, 3))
+    assert any(not np.array_equal(render(scene, 3), render(scene, s)) for s in range(4, 10))
+    assert scene.caption == "a red circle on the left on a striped background" and scene.held_out
+
+
+def test_every_caption_reads_back_from_its_image():
+    scenes = all_scenes()
+    assert len(scenes) == 6 * 6 * 5 * 4 and len({s.caption for s in scenes}) == len(scenes)
+    for seed in (0, 1):
+        for scene in scenes:
+            found = read_scene(render(scene, seed))
+            assert found == {a: getattr(scene, a) for a in found}, (scene.caption, seed, found)
+
+
+def test_held_out_pairs_are_one_per_colour_and_shape_and_never_trained():
+    assert len({c for c, _ in HELD_OUT_PAIRS}) == 6 and len({s for _, s in HELD_OUT_PAIRS}) == 6
+    assert not any(s.held_out for s in training_scenes()) and len(training_scenes()) == 720 - 6 * 20
+
+
+def test_shipped_suite_is_the_generated_one():
+    assert (REPO / "resources/prompts/toyworld-60.tsv").read_text() == suite_tsv()
+    from entmap.prompts import load_prompts
+
+    suite = load_prompts(REPO / "resources/prompts/toyworld-60.tsv", categories=TOY_CATEGORIES)
+    assert suite.groupby("category").size().eq(10).all()
+
+
+def test_subjects_are_deterministic_and_large_enough_for_reference_folders():
+    for kind in TOY_KINDS:
+        a = np.asarray(draw_subject(kind, np.random.default_rng([1, 2])))
+        b = np.asarray(draw_subject(kind, np.random.default_rng([1, 2])))
+        assert np.array_equal(a, b) and a.shape == (128, 128, 3)
+        assert a.std() > 10
+
+
+def test_soft_infonce_by_hand():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(4, 3))
+    txt = rng.normal(size=(4, 3))
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    labels = np.array([0, 1, 0, 2])  # rows 0 and 2 share a caption: positives of each other
+    logits = 10 * img @ txt.T
+    target = (labels[:, None] == labels[None]).astype(float)
+    target /= target.sum(1, keepdims=True)
+
+    def ce(m):
+        log_p = m - np.log(np.exp(m).sum(1, keepdims=True))
+        return -(target * log_p).sum(1).mean()
+
+    expected = (ce(logits) + ce(logits.T)) / 2
+    got = soft_infonce(torch.tensor(img), torch.tensor(txt), torch.tensor(10.0), torch.tensor(labels))
+    assert float(got) == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Each toy-world model trained for a few steps on CPU from the shipped training config."""
+    from entmap.toyworld.train import run_training
+
+    root = tmp_path_factory.mktemp("toy")
+    block = yaml.safe_load((REPO / "configs/toyworld-train.yaml").read_text())["toyworld"]
+    short = {"steps": 2, "pool": 64, "decoder_steps": 2, "batch_size": 8, "lr_warmup_steps": 0}
+    for kind, vae in (("scorer", None), ("vae", None), ("text_to_image", root / "vae")):
+        out = root / {"scorer": "clip", "vae": "vae", "text_to_image": "sd"}[kind]
+        run_training(kind, dict(block[kind], **short), out, root / f"{kind}.csv", vae, "cpu", 1)
+    return root
+
+
+def test_training_writes_loadable_standard_layouts(trained):
+    import open_clip
+    from diffusers import StableDiffusionPipeline
+
+    for kind in ("scorer", "vae", "text_to_image"):
+        log = pd.read_csv(trained / f"{kind}.csv")
+        assert np.isfinite(log["loss"]).all() and len(log) >= 2
+    pipe = StableDiffusionPipeline.from_pretrained(str(trained / "sd"), torch_dtype=torch.float32)
+    assert pipe.vae_scale_factor == 2 and pipe.unet.config.sample_size == 16
+    assert pipe.vae.config.scaling_factor != 0.18215  # set from the latents' spread
+    image = pipe("a red circle on the left on a plain background", num_inference_steps=2, height=32, width=32).images[0]
+    assert image.size == (32, 32)
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{trained / 'clip'}")
+    tokens = open_clip.get_tokenizer(f"local-dir:{trained / 'clip'}")(["a red circle"])
+    assert tokens.shape == (1, 16)
+    assert model.encode_text(tokens).shape == (1, 64)
