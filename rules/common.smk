@@ -143,7 +143,7 @@ CONDA_ENV = "../envs/entmap.yaml"
 # The package modules each stage runs; their hash is a parameter of the stage's rules.
 STAGE_SOURCES = {
     "models": ["tiny.py"],
-    "references": ["references.py"],
+    "references": ["references.py", "toyworld/subjects.py", "toyworld/world.py"],
     "train": ["train.py", "pipeline.py", "methods/*.py"],
     "external": ["external.py", "checksums.py", "pipeline.py", "methods/custom_diffusion.py"],
     "generate": ["generate.py", "pipeline.py", "images.py", "external.py", "methods/custom_diffusion.py"],

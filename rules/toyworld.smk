@@ -106,6 +106,27 @@ rule toyworld_models:
         "results/logs/toyworld/quality.log",
     conda:
         CONDA_ENV
-    shell:
-        "python -m entmap toyworld-eval --model {input.model} --scorer {input.scorer} --threads {threads} "
-        "--csv {output} > {log} 2>&1 && cat {log}"
+    script:
+        "../workflow_scripts/toyworld_eval.py"
+
+
+rule toyworld_release:
+    input:
+        model="results/toyworld/sd",
+        scorer="results/toyworld/clip",
+        quality="results/toyworld/quality.csv",
+        logs=expand("results/toyworld/train_logs/{kind}.csv", kind=["scorer", "vae", "text_to_image"]),
+    output:
+        directory("results/toyworld/release"),
+    params:
+        code=CODE["toyworld"],
+        settings=lambda wildcards: {
+            kind: toyworld_settings(kind)["settings"] for kind in ("scorer", "vae", "text_to_image")
+        },
+    log:
+        "results/logs/toyworld/release.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/toyworld_release.py"

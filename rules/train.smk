@@ -109,6 +109,7 @@ rule example_external_adapter:
     params:
         code=CODE["train"],
         base_model=BASE_MODEL,
+        resolution=config["generation"]["resolution"],
         runtime=RUNTIME,
     threads: config["torch_threads"]
     resources:

@@ -158,3 +158,19 @@ def test_tea_suite_and_grid_are_checked(config):
     config["tea"]["suite"] = "resources/prompts/context-24.tsv"
     config["tea"]["alphas"] = [1.5]
     expect_error(config, "tea.alphas")
+
+
+def test_toy_world_config_is_valid(monkeypatch):
+    import yaml
+
+    from entmap.config import tea_models
+    from entmap.toyworld.suite import TOY_CATEGORIES
+
+    monkeypatch.chdir(REPO)
+    config = yaml.safe_load((REPO / "configs/toyworld.yaml").read_text())
+    plan = load_plan(config, SCHEMA)
+    assert len(plan.prompts) == 30 and tuple(dict.fromkeys(plan.prompts["category"])) == TOY_CATEGORIES
+    assert "smiley/ti" in plan.models and "zigzag/cd" in plan.models
+    assert tea_models(config)["star/lora"]["class_word"] == "diamond"
+    config["subject_categories"]["face"] = "people"  # not a category of the toy suite
+    expect_error(config, "subject_categories.face", "'people'", "toyworld-60.tsv")

@@ -195,3 +195,28 @@ def test_mixed_model_recovers_a_planted_method_effect():
     effect = fit["fixed_effects"]["C(method)[T.ti]"]
     assert effect["coef"] == pytest.approx(-0.01, abs=0.002) and effect["p"] < 1e-6
     assert fit["variance_components"]["prompt"] == pytest.approx(0.003**2, rel=0.6)
+
+
+def test_paired_shift_matches_scipy_and_flags_a_planted_shift():
+    from scipy import stats as sps
+
+    from entmap.stats import paired_shift
+
+    rng = np.random.default_rng(4)
+    shifted = rng.normal(-0.02, 0.01, 20)  # a model whose scores drop on every prompt
+    null = rng.normal(0.0, 0.01, 20)
+    cells = pd.DataFrame(
+        {
+            "model": ["a/lora"] * 20 + ["b/cd"] * 20 + ["c/ti"] * 20,
+            "e_sem_signed": np.concatenate([shifted, null, np.zeros(20)]),
+        }
+    )
+    out = paired_shift(cells, alpha=0.05)
+    a = out["by_model"]["a/lora"]
+    assert a["t"] == pytest.approx(sps.ttest_1samp(shifted, 0).statistic)
+    assert a["p_wilcoxon"] == pytest.approx(sps.wilcoxon(shifted).pvalue)
+    assert a["mean_signed_shift"] == pytest.approx(shifted.mean())
+    q = sps.false_discovery_control([a["p_t"], out["by_model"]["b/cd"]["p_t"]], method="bh")
+    assert a["q_t"] == pytest.approx(q[0])
+    assert out["significant_models"] == ["a/lora"]
+    assert out["by_model"]["c/ti"]["reason"] == "no variation across prompts"  # TI: exactly zero shifts

@@ -103,3 +103,15 @@ def test_training_writes_loadable_standard_layouts(trained):
     tokens = open_clip.get_tokenizer(f"local-dir:{trained / 'clip'}")(["a red circle"])
     assert tokens.shape == (1, 16)
     assert model.encode_text(tokens).shape == (1, 64)
+
+
+def test_model_card_lists_data_training_and_quality():
+    from entmap.toyworld.card import model_card
+
+    quality = pd.DataFrame(
+        {"images": ["generated"], "prompts": ["held-out"], "attribute": ["colour"], "accuracy": [0.97]}
+    )
+    logs = {"scorer": pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.0]})}
+    card = model_card({"scorer": {"steps": 2}}, quality, logs, {"scorer": 12.5}, "abc123", "a CPU")
+    for words in ("orange ring", "| scorer | 2 | 1.5 | 12.5 |", "abc123", "a CPU", "| generated", "0.970", "steps: 2"):
+        assert words in card, words

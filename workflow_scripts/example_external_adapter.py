@@ -5,4 +5,6 @@ from entmap.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):
-    train_example_lora(sm.params.base_model, sm.output[0], threads=sm.params.runtime["threads"])
+    train_example_lora(
+        sm.params.base_model, sm.output[0], threads=sm.params.runtime["threads"], resolution=sm.params.resolution
+    )

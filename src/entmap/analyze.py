@@ -5,7 +5,8 @@ Writes, under ``results/``:
 * ``tables/per_model``, ``table1``, ``table2``, ``category_matrix``, ``frechet`` (CSV + Markdown)
   and ``tables/cell_significance.csv``;
 * ``stats/hypotheses.json`` (H1-H3), ``stats/normalization.json`` (min-max bounds of E),
-  ``stats/mixed_model.json``, ``stats/significance.json`` (BH-flagged cells per model).
+  ``stats/mixed_model.json``, ``stats/significance.json`` (BH-flagged cells per model),
+  ``stats/paired_shift.json`` (per model: paired test of its CLIP scores against the base's).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import pandas as pd
 
 from entmap.aggregate import summarize
 from entmap.atomic import atomic_path, write_text
-from entmap.stats import cell_significance, frechet_by_category, hypotheses, mixed_model
+from entmap.stats import cell_significance, frechet_by_category, hypotheses, mixed_model, paired_shift
 from entmap.tables import CELLS, DISRUPTION, NOISE_PAIRS, SCORES, read_table, read_tables
 
 TABLES = ("per_model", "table1", "table2", "category_matrix", "frechet")
-STATS = ("hypotheses", "normalization", "mixed_model", "significance")
+STATS = ("hypotheses", "normalization", "mixed_model", "significance", "paired_shift")
 
 
 def write_table_files(frame: pd.DataFrame, stem: str | os.PathLike[str]) -> None:
@@ -85,6 +86,7 @@ def run_analysis(
     write_json(hypotheses(cells, per_model, own_category, alpha), stats_dir / "hypotheses.json")
     write_json(summaries.bounds, stats_dir / "normalization.json")
     write_json(mixed_model(cells), stats_dir / "mixed_model.json")
+    write_json(paired_shift(cells, alpha), stats_dir / "paired_shift.json")
     write_json(
         {
             "test": "one-sided Mann-Whitney U of a cell's per-seed shifts vs all base seed-pair shifts",

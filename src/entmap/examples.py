@@ -28,11 +28,17 @@ EXAMPLE_LORA_SETTINGS = {
 }
 
 
-def train_example_lora(base_model: str, out_path: str | os.PathLike[str], threads: int = 1) -> None:
-    """Train and save the example external LoRA (CPU, seconds on the tiny base)."""
+def train_example_lora(
+    base_model: str, out_path: str | os.PathLike[str], threads: int = 1, resolution: int | None = None
+) -> None:
+    """Train and save the example external LoRA (CPU, seconds on the tiny base).
+
+    ``resolution``: training size in pixels (the run's generation resolution; default 64).
+    """
     configure_torch(threads)
     device = torch.device("cpu")
     pipe = load_pipeline(base_model, device, torch.float32)
     images = [draw_synthetic("style", i, seed=7) for i in range(4)]
-    train_lora(pipe, images, None, "xyz", "painting", EXAMPLE_LORA_SETTINGS, device)
+    settings = dict(EXAMPLE_LORA_SETTINGS, resolution=resolution or EXAMPLE_LORA_SETTINGS["resolution"])
+    train_lora(pipe, images, None, "xyz", "painting", settings, device)
     save_lora(pipe, out_path)

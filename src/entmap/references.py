@@ -21,7 +21,7 @@ from entmap.atomic import atomic_dir
 MIN_IMAGES = 3
 MIN_SIDE = 64
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-SYNTHETIC_KINDS = ("face", "object", "style")
+SYNTHETIC_KINDS = ("face", "object", "style", "toy-face", "toy-object", "toy-style")
 
 
 class ReferenceError(ValueError):
@@ -89,6 +89,10 @@ def draw_synthetic(kind: str, index: int, seed: int = 0, size: int = 128) -> Ima
     if kind not in SYNTHETIC_KINDS:
         raise ValueError(f"unknown synthetic subject kind {kind!r}; use one of {SYNTHETIC_KINDS}")
     rng = np.random.default_rng([seed, SYNTHETIC_KINDS.index(kind), index])
+    if kind.startswith("toy-"):  # the toy world's subjects (entmap.toyworld.subjects)
+        from entmap.toyworld.subjects import draw_subject
+
+        return draw_subject(kind, rng, size)
     return {"face": _draw_face, "object": _draw_object, "style": _draw_style}[kind](rng, size)
 
 

@@ -106,6 +106,24 @@ def hypotheses_in_words(data: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def paired_shift_in_words(data: dict[str, Any]) -> str:
+    """Which models' CLIP scores differ from the base model's across prompts (paired tests)."""
+    significant = data["significant_models"]
+    by_model = data["by_model"]
+    text = (
+        f"Paired across prompts (personalized vs base CLIP score, t-test, BH over models at {data['alpha']}), "
+        f"{len(significant)} of {len(by_model)} models shift significantly"
+    )
+    if not significant:
+        return text + "."
+    parts = [
+        f"{m} (mean signed shift {by_model[m]['mean_signed_shift']:+.4f}, t = {by_model[m]['t']:.2f}, "
+        f"q = {by_model[m]['q_t']:.2g}, n = {by_model[m]['n_prompts']})"
+        for m in significant
+    ]
+    return text + ": " + "; ".join(parts) + "."
+
+
 def _section_item(path: str, title: str, caption: str) -> dict[str, Any]:
     """A figure (inlined PNG) or a table (HTML) of the collapse and TEA section."""
     import markupsafe
@@ -240,6 +258,9 @@ def write_report(
         f"{sig['flagged_sem']} of {sig['cells']} cells have a semantic shift and {sig['flagged_per']} "
         f"a perceptual shift above the noise floor at FDR {sig['fdr']} ({sig['test']}; "
         f"{sig['correction']})."
+    )
+    significance += " " + paired_shift_in_words(
+        json.loads((stats_dir / "paired_shift.json").read_text(encoding="utf-8"))
     )
     versions = pd.DataFrame(list(package_versions().items()), columns=["package", "version"])
     figure_data = [{"data": base64.b64encode(Path(p).read_bytes()).decode(), "caption": c} for p, c in figures]

@@ -9,6 +9,9 @@
   shifts against all base-model seed-pair shifts, Benjamini-Hochberg FDR over all cells;
 * a linear mixed model of E_sem on method x subject category + prompt category with crossed
   random intercepts for prompt and subject (statsmodels MixedLM, variance components);
+* per model, a paired test of the personalized against the base model's CLIP score across
+  prompts: the per-prompt mean signed shift e_sem_signed = mean_k (a_pers,k - a_base,k) against 0,
+  two-sided one-sample t-test and Wilcoxon signed-rank test (scipy), BH over models;
 * the Frechet distance between base and personalized CLIP image embeddings per prompt category:
   FD = ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2}).
 """
@@ -102,6 +105,36 @@ def cell_significance(disruption: pd.DataFrame, noise: pd.DataFrame, alpha: floa
         table[f"q_{kind}"] = q
         table[f"flagged_{kind}"] = table[f"q_{kind}"] < alpha
     return table
+
+
+def paired_shift(cells: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
+    """Does a model's CLIP score differ from the base model's across prompts? (module docstring)."""
+    by_model: dict[str, Any] = {}
+    for model, group in cells.groupby("model", sort=False):
+        shifts = group["e_sem_signed"].to_numpy(dtype=float)
+        row: dict[str, Any] = {"n_prompts": int(len(shifts)), "mean_signed_shift": float(shifts.mean())}
+        if len(shifts) >= 2 and np.ptp(shifts) > 0:
+            t = stats.ttest_1samp(shifts, 0.0)
+            w = stats.wilcoxon(shifts)
+            row.update(
+                t=float(t.statistic), p_t=float(t.pvalue), wilcoxon=float(w.statistic), p_wilcoxon=float(w.pvalue)
+            )
+        else:
+            row.update(t=None, p_t=None, wilcoxon=None, p_wilcoxon=None, reason="no variation across prompts")
+        by_model[model] = row
+    testable = [m for m, r in by_model.items() if r["p_t"] is not None]
+    q = stats.false_discovery_control([by_model[m]["p_t"] for m in testable], method="bh") if testable else []
+    for model, value in zip(testable, q, strict=True):
+        by_model[model].update(q_t=float(value), significant=bool(value < alpha))
+    for model in set(by_model) - set(testable):
+        by_model[model].update(q_t=None, significant=False)
+    return {
+        "test": "per model: mean signed CLIP-score shift per prompt vs 0 (paired personalized - base), "
+        "two-sided one-sample t-test and Wilcoxon signed-rank; BH over models on the t-test",
+        "alpha": alpha,
+        "significant_models": sorted(m for m, r in by_model.items() if r["significant"]),
+        "by_model": by_model,
+    }
 
 
 def mixed_model(cells: pd.DataFrame) -> dict[str, Any]:

@@ -1,0 +1,11 @@
+"""Rule toyworld_models: see entmap.toyworld.evaluate.evaluate (the quality table)."""
+
+from entmap.atomic import write_text
+from entmap.joblog import job_log
+from entmap.toyworld.evaluate import evaluate
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+with job_log(sm.log[0]):
+    table = evaluate(sm.input.model, sm.input.scorer, threads=sm.threads)
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+    write_text(sm.output[0], table.to_csv(index=False))

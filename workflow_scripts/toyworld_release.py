@@ -1,0 +1,19 @@
+"""Rule toyworld_release: see entmap.toyworld.card.release."""
+
+from pathlib import Path
+
+from entmap.joblog import job_log
+from entmap.report import git_commit
+from entmap.toyworld.card import release
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+with job_log(sm.log[0]):
+    release(
+        model_dir=sm.input.model,
+        scorer_dir=sm.input.scorer,
+        quality_csv=sm.input.quality,
+        train_log_csvs={Path(p).stem: p for p in sm.input.logs},
+        settings=sm.params.settings,
+        out_dir=sm.output[0],
+        commit=git_commit(),
+    )
