@@ -74,12 +74,7 @@ def load_clip_tokenizer(folder: str | os.PathLike[str]):
 
 def build_tiny_base(out_dir: str | os.PathLike[str], seed: int = 0) -> None:
     """Build and save a tiny SD-1.5-shaped pipeline with random weights fixed by ``seed``."""
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     with seeded(seed), atomic_dir(out_dir) as tmp:
@@ -120,23 +115,23 @@ def build_tiny_base(out_dir: str | os.PathLike[str], seed: int = 0) -> None:
                 pad_token_id=49407,
             )
         )
-        tok_dir = tmp / "_tokenizer_src"
-        write_clip_tokenizer(tok_dir)
-        tokenizer = load_clip_tokenizer(tok_dir)
-        pipe = StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=DDIMScheduler(**SD15_SCHEDULE),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        for path in tok_dir.iterdir():
-            path.unlink()
-        tok_dir.rmdir()
+        sd_pipeline(vae, text_encoder, unet).save_pretrained(tmp, safe_serialization=True)
+
+
+def sd_pipeline(vae, text_encoder, unet):
+    """A StableDiffusionPipeline of these parts with the CLIP BPE tokenizer and SD v1.5's DDIM schedule."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        scheduler=DDIMScheduler(**SD15_SCHEDULE),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 #: open_clip model config of the tiny scorer (a ViT image tower, the real BPE text tower).
@@ -174,3 +169,12 @@ def save_open_clip(model, model_cfg: dict, out_dir: str | os.PathLike[str], half
             "preprocess_cfg": {"mean": list(OPENAI_DATASET_MEAN), "std": list(OPENAI_DATASET_STD)},
         }
         (tmp / "open_clip_config.json").write_text(json.dumps(hf_config, indent=2), encoding="utf-8")
+
+
+def clip_tokenizer():
+    """The SD v1.5 CLIP tokenizer, built offline from open_clip's vocabulary (context 77)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        write_clip_tokenizer(folder)
+        return load_clip_tokenizer(folder)

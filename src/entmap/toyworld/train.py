@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -223,10 +222,10 @@ def train_text_to_image(
     settings: dict[str, Any], vae_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], device: torch.device
 ):
     """Train UNet + text encoder on the trained VAE's latents; save the pipeline (EMA weights)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline
+    from diffusers import AutoencoderKL, DDPMScheduler
     from diffusers.training_utils import EMAModel
 
-    from entmap.tiny import SD15_SCHEDULE, load_clip_tokenizer, write_clip_tokenizer
+    from entmap.tiny import SD15_SCHEDULE, clip_tokenizer, sd_pipeline
 
     seed = settings.get("seed", 0)
     vae = AutoencoderKL.from_pretrained(str(vae_dir), torch_dtype=torch.float32).to(device).eval()
@@ -242,9 +241,7 @@ def train_text_to_image(
             dist = vae.encode(to_unit_range(images[start : start + 256]).to(device)).latent_dist
             moments.append(torch.stack([dist.mean, dist.std]).cpu())
         moments = torch.cat(moments, dim=1)
-    with tempfile.TemporaryDirectory() as tok_dir:
-        write_clip_tokenizer(tok_dir)
-        tokenizer = load_clip_tokenizer(tok_dir)
+    tokenizer = clip_tokenizer()
     captions = [s.caption for s in scenes] + [""]
     ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     scheduler = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULE.items() if k != "set_alpha_to_one"})
@@ -271,16 +268,7 @@ def train_text_to_image(
     ema.copy_to(params)
     unet.eval()
     text_encoder.eval()
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=DDIMScheduler(**SD15_SCHEDULE),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = sd_pipeline(vae, text_encoder, unet)
     if settings.get("save_fp16", False):
         pipe.to(torch.float16)
     with atomic_dir(out_dir) as tmp:
