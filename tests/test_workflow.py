@@ -141,17 +141,7 @@ def test_adding_a_subject_schedules_only_its_jobs(finished_run):
     finally:
         config_path.write_text(original)
     rules = sorted(rule for rule, _ in jobs)
-    shared = [
-        "merge_map",
-        "analyze",
-        "figure_map",
-        "figure_scatter",
-        "figure_category_matrix",
-        "tea_tradeoff",
-        "collapse_summary",
-        "report",
-        "all",
-    ]
+    shared = list(SHARED)
     own = ["make_references", "train_ti", "generate_personalized", "score", "disrupt", "figure_grid"]
     own += ["tea_sweep", "tea_score", "collapse_trajectory"]
     assert rules == sorted(own + shared)

@@ -75,7 +75,6 @@ def load_clip_tokenizer(folder: str | os.PathLike[str]):
 def build_tiny_base(out_dir: str | os.PathLike[str], seed: int = 0) -> None:
     """Build and save a tiny SD-1.5-shaped pipeline with random weights fixed by ``seed``."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     with seeded(seed), atomic_dir(out_dir) as tmp:
         unet = UNet2DConditionModel(
@@ -101,21 +100,28 @@ def build_tiny_base(out_dir: str | os.PathLike[str], seed: int = 0) -> None:
             norm_num_groups=16,
             sample_size=TINY_RESOLUTION,
         )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=49408,
-                hidden_size=TINY_TEXT_WIDTH,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=77,
-                projection_dim=TINY_TEXT_WIDTH,
-                bos_token_id=49406,
-                eos_token_id=49407,
-                pad_token_id=49407,
-            )
-        )
+        text_encoder = clip_text_encoder(TINY_TEXT_WIDTH, intermediate=64, layers=2)
         sd_pipeline(vae, text_encoder, unet).save_pretrained(tmp, safe_serialization=True)
+
+
+def clip_text_encoder(width: int, intermediate: int, layers: int, heads: int = 4):
+    """A random-weight CLIPTextModel over the real 49,408-token CLIP BPE, SD's 77-token context."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=width,
+            intermediate_size=intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            max_position_embeddings=77,
+            projection_dim=width,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
 
 
 def sd_pipeline(vae, text_encoder, unet):

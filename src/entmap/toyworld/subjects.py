@@ -18,7 +18,6 @@ from PIL import Image
 from entmap.toyworld.world import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZE, background, shape_mask
 
 TOY_KINDS = ("toy-face", "toy-object", "toy-style")
-ANCHORS = {"toy-face": "circle", "toy-object": "diamond", "toy-style": "striped"}
 
 
 def _place(rng: np.random.Generator) -> tuple[float, float, float]:

@@ -185,23 +185,11 @@ def train_vae(settings: dict[str, Any], out_dir: str | os.PathLike[str], device:
 def build_text_to_image(settings: dict[str, Any]):
     """(UNet2DConditionModel, CLIPTextModel) of the toy pipeline, random weights."""
     from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from entmap.tiny import clip_text_encoder
 
     width = settings.get("text_width", 64)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=width,
-            intermediate_size=4 * width,
-            num_hidden_layers=settings.get("text_layers", 4),
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=width,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        )
-    )
+    text_encoder = clip_text_encoder(width, intermediate=4 * width, layers=settings.get("text_layers", 4))
     attention = settings.get("cross_attention", ["down", "cross"])
     unet = UNet2DConditionModel(
         sample_size=SIZE // 2,
