@@ -69,8 +69,44 @@ def test_soft_infonce_by_hand():
         return -(target * log_p).sum(1).mean()
 
     expected = (ce(logits) + ce(logits.T)) / 2
-    got = soft_infonce(torch.tensor(img), torch.tensor(txt), torch.tensor(10.0), torch.tensor(labels))
+    match = torch.tensor(labels[:, None] == labels[None])
+    got = soft_infonce(torch.tensor(img), torch.tensor(txt), torch.tensor(10.0), match)
     assert float(got) == pytest.approx(expected)
+
+
+def test_soft_infonce_with_partial_captions_by_hand():
+    """An asymmetric match (image 1 fits the partial caption 0 too): each direction normalizes its own."""
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(3, 2))
+    txt = rng.normal(size=(3, 2))
+    match = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1]], dtype=float)
+    logits = 3 * img @ txt.T
+
+    def ce(m, target):
+        log_p = m - np.log(np.exp(m).sum(1, keepdims=True))
+        return -(target / target.sum(1, keepdims=True) * log_p).sum(1).mean()
+
+    expected = (ce(logits, match) + ce(logits.T, match.T)) / 2
+    got = soft_infonce(torch.tensor(img), torch.tensor(txt), torch.tensor(3.0), torch.tensor(match > 0))
+    assert float(got) == pytest.approx(expected)
+
+
+def test_partial_captions_and_their_matches():
+    from entmap.toyworld.train import attribute_indices, caption_match, partial_subsets
+    from entmap.toyworld.world import Scene
+
+    red_circle = Scene("red", "circle", "on the left", "striped")
+    blue_circle = Scene("blue", "circle", "on the left", "striped")
+    subsets = partial_subsets()
+    assert len(subsets) == 15 and len(set(subsets)) == 15 and len(subsets[-1]) == 4
+    assert red_circle.partial_caption(subsets[-1]) == red_circle.caption
+    assert red_circle.partial_caption({"shape"}) == "a circle"
+    assert red_circle.partial_caption({"colour", "background"}) == "a red shape on a striped background"
+    attributes = attribute_indices([red_circle, blue_circle])
+    # caption 0 names only the shape ("a circle"), caption 1 everything ("a blue circle ...")
+    named = torch.tensor([[False, True, False, False], [True, True, True, True]])
+    match = caption_match(attributes, named)
+    assert match.tolist() == [[True, False], [True, True]]
 
 
 @pytest.fixture(scope="module")

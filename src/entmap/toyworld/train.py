@@ -4,10 +4,13 @@ Three models, each from a settings block of ``configs/toyworld-train.yaml``, eac
 its standard layout so the workflow loads it like any other model:
 
 * the scorer (:func:`train_scorer`): an open_clip CLIP (custom config, the real 49,408-token
-  BPE) trained with InfoNCE on (scene, caption) pairs, with soft targets: images of the same
-  caption in a batch are positives of each other, not negatives;
-  target_ij = [c_i = c_j] / sum_k [c_i = c_k], loss = CE(logits, target) + CE(logits^T, target)
-  halved. Written as ``open_clip_config.json`` + ``open_clip_model.safetensors`` (load with
+  BPE) trained with InfoNCE on (scene, caption) pairs, with soft targets: every caption in the
+  batch that an image fits is a positive, not a negative (images of the same caption, and
+  partial captions: a share ``partial_captions`` of captions name only some attributes, "a
+  red shape", "a circle on the left", so that the text tower learns each attribute on its own
+  and composes unseen colour-shape pairs); target_ij = m_ij / sum_k m_ik with m_ij = [image i
+  fits caption j], loss = (CE(logits, target) + CE(logits^T, target^T-normalized)) / 2.
+  Written as ``open_clip_config.json`` + ``open_clip_model.safetensors`` (load with
   ``local-dir:FOLDER``).
 * the VAE (:func:`train_vae`): AutoencoderKL with a 2x downsampling, MSE reconstruction plus
   ``kl_weight`` x KL, on scenes and on random colourful textures (so a new style can be drawn),
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -36,7 +40,7 @@ import torch.nn.functional as F
 from entmap.atomic import atomic_dir
 from entmap.methods.common import optimize
 from entmap.runtime import seeded
-from entmap.toyworld.world import SIZE, Scene, colour_texture, render, training_scenes
+from entmap.toyworld.world import ATTRIBUTES, SIZE, Scene, colour_texture, render, training_scenes
 
 SCORER_CONTEXT = 16  # tokens; every toy caption fits
 
@@ -56,6 +60,11 @@ def to_unit_range(images: np.ndarray) -> torch.Tensor:
 # --- scorer -------------------------------------------------------------------------------
 
 
+def partial_subsets() -> list[frozenset[str]]:
+    """The 15 non-empty sets of attributes a caption can name, the full set last."""
+    return [frozenset(c) for r in range(1, len(ATTRIBUTES) + 1) for c in combinations(ATTRIBUTES, r)]
+
+
 def scorer_config(settings: dict[str, Any]) -> dict[str, Any]:
     """The open_clip model config of the scorer (``settings['model']``), context length fixed."""
     config = json.loads(json.dumps(settings["model"]))
@@ -64,14 +73,33 @@ def scorer_config(settings: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def soft_infonce(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor, labels: torch.Tensor):
-    """Symmetric InfoNCE where equal ``labels`` are shared positives (see the module docstring)."""
+def soft_infonce(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor, match: torch.Tensor):
+    """Symmetric InfoNCE where every caption an image fits is a positive (see the module docstring).
+
+    ``match[i, j]`` is true when image i fits caption j (its own caption always does); the
+    image-to-text target of row i is match[i] / sum(match[i]), the text-to-image target of
+    caption j is match[:, j] / sum(match[:, j]).
+    """
     logits = scale * image_features @ text_features.T
-    same = (labels[:, None] == labels[None, :]).float()
-    target = same / same.sum(dim=1, keepdim=True)
-    loss_i = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    loss_t = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+    match = match.to(logits.dtype)
+    loss_i = -(match / match.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    loss_t = -(match.T / match.T.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
     return (loss_i + loss_t) / 2
+
+
+def caption_match(attributes: torch.Tensor, named: torch.Tensor) -> torch.Tensor:
+    """match[i, j]: scene i (attribute indices, row i of ``attributes``) fits caption j, which
+    names the attributes ``named[j]`` (bool, per attribute) of scene j."""
+    same = attributes[:, None, :] == attributes[None, :, :]
+    return (same | ~named[None, :, :]).all(dim=-1)
+
+
+def attribute_indices(scenes: list[Scene]) -> torch.Tensor:
+    """(N, 4) indices of each scene's colour, shape, position and background."""
+    from entmap.toyworld.world import BACKGROUNDS, COLOURS, POSITIONS, SHAPES
+
+    values = (tuple(COLOURS), SHAPES, tuple(POSITIONS), BACKGROUNDS)
+    return torch.tensor([[v.index(getattr(s, a)) for a, v in zip(ATTRIBUTES, values, strict=True)] for s in scenes])
 
 
 def train_scorer(settings: dict[str, Any], out_dir: str | os.PathLike[str], device: torch.device):
@@ -86,20 +114,33 @@ def train_scorer(settings: dict[str, Any], out_dir: str | os.PathLike[str], devi
     scenes = training_scenes()
     with seeded(seed):
         model = open_clip.CLIP(**config).to(device)
-    tokens = open_clip.tokenizer.SimpleTokenizer(context_length=SCORER_CONTEXT)([s.caption for s in scenes])
+    subsets = partial_subsets()
+    named = torch.tensor([[a in subset for a in ATTRIBUTES] for subset in subsets], device=device)
+    captions = [scene.partial_caption(subset) for scene in scenes for subset in subsets]
+    tokens = open_clip.tokenizer.SimpleTokenizer(context_length=SCORER_CONTEXT)(captions)
+    attributes = attribute_indices(scenes).to(device)
+    partial_share = settings.get("partial_captions", 0.0)
     images, labels = scene_pool(scenes, settings["pool"], seed)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     mean = torch.tensor(OPENAI_DATASET_MEAN)[:, None, None]
     std = torch.tensor(OPENAI_DATASET_STD)[:, None, None]
-    pixels = (pixels - mean) / std
+    pixels = ((pixels - mean) / std).to(device)  # the whole pool lives on the device
+    tokens = tokens.to(device)
     generator = torch.Generator().manual_seed(seed)
     model.train()
 
     def compute_loss() -> torch.Tensor:
         pick = torch.randint(0, len(pixels), (settings["batch_size"],), generator=generator)
         label = torch.from_numpy(labels[pick.numpy()])
-        image_features, text_features, scale = model(pixels[pick].to(device), tokens[label].to(device))[:3]
-        return soft_infonce(image_features, text_features, scale, label.to(device))
+        subset = torch.full_like(label, len(subsets) - 1)  # the full caption
+        if partial_share > 0:
+            partial = torch.rand(len(label), generator=generator) < partial_share
+            subset = torch.where(partial, torch.randint(0, len(subsets) - 1, label.shape, generator=generator), subset)
+        label, subset = label.to(device), subset.to(device)
+        caption = tokens[label * len(subsets) + subset]
+        image_features, text_features, scale = model(pixels[pick.to(device)], caption)[:3]
+        match = caption_match(attributes[label], named[subset])
+        return soft_infonce(image_features, text_features, scale, match)
 
     log = optimize([{"params": list(model.parameters())}], settings, device, compute_loss, None, "toy scorer")
     model.eval()
@@ -228,25 +269,26 @@ def train_text_to_image(
         for start in range(0, len(images), 256):
             dist = vae.encode(to_unit_range(images[start : start + 256]).to(device)).latent_dist
             moments.append(torch.stack([dist.mean, dist.std]).cpu())
-        moments = torch.cat(moments, dim=1)
+        moments = torch.cat(moments, dim=1).to(device)
     tokenizer = clip_tokenizer()
     captions = [s.caption for s in scenes] + [""]
     ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    ids = ids.to(device)
     scheduler = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULE.items() if k != "set_alpha_to_one"})
     scaling = vae.config.scaling_factor
     generator = torch.Generator().manual_seed(seed)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    ema = EMAModel(params, decay=settings.get("ema", 0.999))
+    ema = EMAModel(params, decay=settings.get("ema", 0.999), foreach=True)
     dropout = settings.get("caption_dropout", 0.1)
 
     def compute_loss() -> torch.Tensor:
         pick = torch.randint(0, moments.shape[1], (settings["batch_size"],), generator=generator)
-        mean, std = moments[0, pick], moments[1, pick]
-        latents = (mean + std * torch.randn(mean.shape, generator=generator)).to(device) * scaling
+        mean, std = moments[:, pick.to(device)]
+        latents = (mean + std * torch.randn(mean.shape, generator=generator).to(device)) * scaling
         label = torch.from_numpy(labels[pick.numpy()])
         drop = torch.rand(len(label), generator=generator) < dropout
         label = torch.where(drop, torch.full_like(label, len(captions) - 1), label)
-        hidden = text_encoder(ids[label].to(device))[0]
+        hidden = text_encoder(ids[label.to(device)])[0]
         noise = torch.randn(latents.shape, generator=generator).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(label),), generator=generator).to(device)
         prediction = unet(scheduler.add_noise(latents, noise, t), t, hidden).sample

@@ -72,9 +72,29 @@ class Scene:
     def caption(self) -> str:
         return f"a {self.colour} {self.shape} {self.position} on a {self.background} background"
 
+    def partial_caption(self, named: frozenset[str] | set[str]) -> str:
+        """The caption naming only the attributes in ``named`` (the others left unsaid).
+
+        An unnamed colour is dropped, an unnamed shape becomes "shape", an unnamed position or
+        background is dropped with its words: {"shape"} -> "a circle", {"colour"} -> "a red
+        shape", {"colour", "background"} -> "a red shape on a striped background".
+        """
+        words = ["a"]
+        if "colour" in named:
+            words.append(self.colour)
+        words.append(self.shape if "shape" in named else "shape")
+        if "position" in named:
+            words.append(self.position)
+        if "background" in named:
+            words.append(f"on a {self.background} background")
+        return " ".join(words)
+
     @property
     def held_out(self) -> bool:
         return (self.colour, self.shape) in HELD_OUT_PAIRS
+
+
+ATTRIBUTES = ("colour", "shape", "position", "background")
 
 
 def all_scenes() -> list[Scene]:
