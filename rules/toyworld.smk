@@ -19,6 +19,7 @@ rule toyworld_scorer:
     output:
         model=directory("results/toyworld/clip"),
         log="results/toyworld/train_logs/scorer.csv",
+        record="results/toyworld/train_logs/scorer.json",
     params:
         code=CODE["toyworld"],
         kind="scorer",
@@ -44,6 +45,7 @@ rule toyworld_vae:
     output:
         model=directory("results/toyworld/vae"),
         log="results/toyworld/train_logs/vae.csv",
+        record="results/toyworld/train_logs/vae.json",
     params:
         code=CODE["toyworld"],
         kind="vae",
@@ -70,6 +72,7 @@ rule toyworld_text_to_image:
     output:
         model=directory("results/toyworld/sd"),
         log="results/toyworld/train_logs/text_to_image.csv",
+        record="results/toyworld/train_logs/text_to_image.json",
     params:
         code=CODE["toyworld"],
         kind="text_to_image",
@@ -120,9 +123,6 @@ rule toyworld_release:
         directory("results/toyworld/release"),
     params:
         code=CODE["toyworld"],
-        settings=lambda wildcards: {
-            kind: toyworld_settings(kind)["settings"] for kind in ("scorer", "vae", "text_to_image")
-        },
     log:
         "results/logs/toyworld/release.log",
     localrule: True

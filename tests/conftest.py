@@ -42,18 +42,18 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def default_config() -> dict:
-    return yaml.safe_load((REPO / "config.yaml").read_text())
+def tiny_config() -> dict:
+    return yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
 
 
 def small_config() -> dict:
-    """The default config cut down for tests: 6 prompts in one shard, 2 seeds, every method once.
+    """configs/tiny.yaml (random-weight models) cut down: 6 prompts in one shard, 2 seeds, every method once.
 
     Models: face1/ti, face1/lora (with prior preservation), bands1/cd, someone_lora/external and
     the planted-effect controls kv0, kv0p2, kv0p5 (perturb); TEA sweeps of the first four (alpha
     0 and 0.8 at beta 1.5, two context prompts, one seed) and face1's collapse diagnostics.
     """
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
     config["prompts"].update(per_category=1, shard_size=6)
     config["generation"].update(seeds=2, steps=4, batch_size=4)
     config["noise_floor"]["pairs"] = 1

@@ -13,9 +13,9 @@ SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
 
 @pytest.fixture
-def config(default_config, monkeypatch):
+def config(tiny_config, monkeypatch):
     monkeypatch.chdir(REPO)
-    return copy.deepcopy(default_config)
+    return copy.deepcopy(tiny_config)
 
 
 def test_default_config_is_valid_and_planned(config):
@@ -160,16 +160,16 @@ def test_tea_suite_and_grid_are_checked(config):
     expect_error(config, "tea.alphas")
 
 
-def test_toy_world_config_is_valid(monkeypatch):
+def test_default_toy_world_config_is_valid(monkeypatch):
     import yaml
 
     from entmap.config import tea_models
     from entmap.toyworld.suite import TOY_CATEGORIES
 
     monkeypatch.chdir(REPO)
-    config = yaml.safe_load((REPO / "configs/toyworld.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
     plan = load_plan(config, SCHEMA)
-    assert len(plan.prompts) == 30 and tuple(dict.fromkeys(plan.prompts["category"])) == TOY_CATEGORIES
+    assert len(plan.prompts) == 24 and tuple(dict.fromkeys(plan.prompts["category"])) == TOY_CATEGORIES
     assert "smiley/ti" in plan.models and "zigzag/cd" in plan.models
     assert tea_models(config)["star/lora"]["class_word"] == "diamond"
     config["subject_categories"]["face"] = "people"  # not a category of the toy suite

@@ -1,5 +1,6 @@
 """The toy world: deterministic scenes that the pixel checks read back, its suite, subjects and training code."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,8 @@ def test_training_writes_loadable_standard_layouts(trained):
     for kind in ("scorer", "vae", "text_to_image"):
         log = pd.read_csv(trained / f"{kind}.csv")
         assert np.isfinite(log["loss"]).all() and len(log) >= 2
+        record = json.loads((trained / f"{kind}.json").read_text())
+        assert record["settings"]["steps"] == 2 and record["device"] == "cpu" and record["seconds"] > 0
     pipe = StableDiffusionPipeline.from_pretrained(str(trained / "sd"), torch_dtype=torch.float32)
     assert pipe.vae_scale_factor == 2 and pipe.unet.config.sample_size == 16
     assert pipe.vae.config.scaling_factor != 0.18215  # set from the latents' spread
@@ -148,6 +151,33 @@ def test_model_card_lists_data_training_and_quality():
         {"images": ["generated"], "prompts": ["held-out"], "attribute": ["colour"], "accuracy": [0.97]}
     )
     logs = {"scorer": pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.0]})}
-    card = model_card({"scorer": {"steps": 2}}, quality, logs, {"scorer": 12.5}, "abc123", "a CPU")
-    for words in ("orange ring", "| scorer | 2 | 1.5 | 12.5 |", "abc123", "a CPU", "| generated", "0.970", "steps: 2"):
+    record = {"settings": {"steps": 2}, "hardware": "a CPU", "device": "cpu", "torch": "2.x", "seconds": 90}
+    card = model_card({"scorer": record}, quality, logs, {"scorer": 12.5}, "abc123")
+    for words in (
+        "orange ring",
+        "| scorer | 2 | 1.5 | 12.5 | a CPU | cpu | 2.x | 1.5 |",
+        "abc123",
+        "| generated",
+        "0.970",
+        "steps: 2",
+    ):
         assert words in card, words
+
+
+def test_centre_latents_keeps_the_autoencoder_and_centres_its_latents():
+    """Folding the mean into quant_conv/post_quant_conv: decode(encode(x)) unchanged, latents centred."""
+    from entmap.toyworld.train import build_vae, centre_latents, to_unit_range, vae_batch
+    from entmap.toyworld.world import all_scenes
+
+    torch.manual_seed(0)
+    vae = build_vae({"channels": [32, 64]}).eval()
+    with torch.no_grad():
+        vae.quant_conv.bias[:4] += torch.tensor([2.0, -3.0, 1.0, 0.5])  # latents far from centred
+        x = to_unit_range(vae_batch(np.random.default_rng(0), all_scenes(), 16, 0.3))
+        before = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        centre_latents(vae, x)
+        latents = vae.encode(x).latent_dist.mode()
+        after = vae.decode(latents).sample
+    assert torch.allclose(before, after, atol=1e-5)
+    assert latents.mean(dim=(0, 2, 3)).abs().max() < 1e-5
+    assert vae.config.scaling_factor == pytest.approx(1 / float(latents.std()), rel=1e-5)

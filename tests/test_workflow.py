@@ -152,8 +152,8 @@ def test_adding_a_subject_schedules_only_its_jobs(finished_run):
             assert other not in outputs, (rule, outputs)
 
 
-def test_dry_runs_show_the_whole_dag(tmp_path, default_config):
-    workdir = make_workdir(tmp_path, default_config)
+def test_dry_runs_show_the_whole_dag(tmp_path, tiny_config):
+    workdir = make_workdir(tmp_path, tiny_config)
     for args in ((), ("--profile", "profiles/slurm")):
         jobs = dry_run_jobs(workdir, *args)
         counts = pd.Series([rule for rule, _ in jobs]).value_counts().to_dict()
@@ -190,9 +190,9 @@ def test_dry_runs_show_the_whole_dag(tmp_path, default_config):
     assert not (workdir / "results").exists()
 
 
-def test_another_configfile_replaces_the_default(tmp_path, default_config):
-    workdir = make_workdir(tmp_path, default_config)
-    other = dict(default_config, subjects={"solo": default_config["subjects"]["face1"]})
+def test_another_configfile_replaces_the_default(tmp_path, tiny_config):
+    workdir = make_workdir(tmp_path, tiny_config)
+    other = dict(tiny_config, subjects={"solo": tiny_config["subjects"]["face1"]})
     (workdir / "other.yaml").write_text(yaml.safe_dump(other))
     subjects = {
         re.search(r"results/adapters/([^/]+)/", out).group(1)
@@ -202,8 +202,8 @@ def test_another_configfile_replaces_the_default(tmp_path, default_config):
     assert subjects == {"solo"}  # not merged with config.yaml's subjects
 
 
-def test_bad_config_stops_before_any_job(tmp_path, default_config):
-    config = dict(default_config, generation=dict(default_config["generation"], seeds="ten"))
+def test_bad_config_stops_before_any_job(tmp_path, tiny_config):
+    config = dict(tiny_config, generation=dict(tiny_config["generation"], seeds="ten"))
     workdir = make_workdir(tmp_path, config)
     result = snakemake(workdir, "--cores", "1", check=False)
     assert result.returncode != 0
@@ -251,11 +251,11 @@ def test_sigkill_midway_then_rerun_completes_with_whole_outputs(tmp_path, finish
     assert (workdir / "results/report.html").is_file()
 
 
-def test_paper_config_schedules_all_45_models(tmp_path, default_config):
+def test_paper_config_schedules_all_45_models(tmp_path, tiny_config):
     """configs/paper.yaml with its reference folders filled (here by synthetic images)."""
     from entmap.references import make_synthetic_references
 
-    workdir = make_workdir(tmp_path, default_config)
+    workdir = make_workdir(tmp_path, tiny_config)
     paper = yaml.safe_load((workdir / "configs/paper.yaml").read_text())
     for subject in paper["subjects"].values():
         make_synthetic_references(workdir / subject["references"], subject["category"], count=3)
@@ -277,11 +277,11 @@ def test_paper_config_schedules_all_45_models(tmp_path, default_config):
     assert sum(counts[r] for r in counts.index if r not in LOCAL_RULES) < 700  # submissions at paper scale
 
 
-def test_audit_example_config_schedules_every_external_adapter(tmp_path, default_config):
+def test_audit_example_config_schedules_every_external_adapter(tmp_path, tiny_config):
     import torch
     from safetensors.torch import save_file
 
-    workdir = make_workdir(tmp_path, default_config)
+    workdir = make_workdir(tmp_path, tiny_config)
     audit = yaml.safe_load((workdir / "configs/audit-example.yaml").read_text())
     for entry in audit["external"].values():
         path = workdir / entry["path"]

@@ -13,7 +13,6 @@ with job_log(sm.log[0]):
         scorer_dir=sm.input.scorer,
         quality_csv=sm.input.quality,
         train_log_csvs={Path(p).stem: p for p in sm.input.logs},
-        settings=sm.params.settings,
         out_dir=sm.output[0],
         commit=git_commit(),
     )

@@ -34,14 +34,17 @@ def folder_size_mb(folder: str | os.PathLike[str]) -> float:
 
 
 def model_card(
-    settings: dict[str, Any],
+    records: dict[str, dict[str, Any]],
     quality: pd.DataFrame,
     train_logs: dict[str, pd.DataFrame],
     sizes: dict[str, float],
     commit: str,
-    trained_on: str,
 ) -> str:
-    """The card's Markdown: data, training settings and steps, hardware, commit, quality table."""
+    """The card's Markdown: data, training settings and steps, hardware, commit, quality table.
+
+    ``records`` are the training records (``entmap.toyworld.train.run_training``) per model:
+    settings, hardware, device, torch version and wall time.
+    """
     steps = {kind: int(log["step"].max()) if len(log) else 0 for kind, log in train_logs.items()}
     final = {kind: float(log["loss"].tail(50).mean()) if len(log) else float("nan") for kind, log in train_logs.items()}
     held_out = ", ".join(f"{c} {s}" for c, s in sorted(HELD_OUT_PAIRS))
@@ -64,16 +67,25 @@ def model_card(
         "",
         "## Training",
         "",
-        f"Trained on {trained_on}; entmap commit `{commit}`. Steps and mean loss of the last 50 steps:",
+        f"Released from entmap commit `{commit}`. Steps, mean loss of the last 50 steps, and where each "
+        "model was trained:",
         "",
-        "| model | steps | final loss | size (MB) |",
-        "|---|---|---|---|",
+        "| model | steps | final loss | size (MB) | trained on | device | torch | minutes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for kind in train_logs:
-        lines.append(f"| {kind} | {steps[kind]} | {final[kind]:.4g} | {sizes.get(kind, float('nan')):.1f} |")
+        record = records.get(kind, {})
+        minutes = record.get("seconds", float("nan")) / 60
+        lines.append(
+            f"| {kind} | {steps[kind]} | {final[kind]:.4g} | {sizes.get(kind, float('nan')):.1f} "
+            f"| {record.get('hardware', '?')} | {record.get('device', '?')} | {record.get('torch', '?')} "
+            f"| {minutes:.1f} |"
+        )
+    settings = {kind: record.get("settings", {}) for kind, record in records.items()}
     lines += [
         "",
-        "Weights are stored in float16 (safetensors) and load as float32. Settings (`configs/toyworld-train.yaml`):",
+        "Weights are stored in float16 (safetensors) and load as float32. Settings (the `toyworld:` blocks "
+        "of `configs/toyworld-train.yaml`):",
         "",
         "```yaml",
         yaml.safe_dump(settings, sort_keys=False).rstrip(),
@@ -102,14 +114,20 @@ def release(
     scorer_dir: str | os.PathLike[str],
     quality_csv: str | os.PathLike[str],
     train_log_csvs: dict[str, str],
-    settings: dict[str, Any],
     out_dir: str | os.PathLike[str],
     commit: str,
 ) -> None:
-    """Assemble the shippable folder: sd/, clip/ and MODEL_CARD.md."""
+    """Assemble the shippable folder: sd/, clip/ and MODEL_CARD.md (logs and records beside them)."""
+    import json
+
     from entmap.atomic import atomic_dir
+    from entmap.toyworld.train import training_record_path
 
     logs = {kind: pd.read_csv(path) for kind, path in train_log_csvs.items()}
+    records = {
+        kind: json.loads(Path(training_record_path(path)).read_text(encoding="utf-8"))
+        for kind, path in train_log_csvs.items()
+    }
     sizes = {
         "text_to_image": folder_size_mb(model_dir),
         "vae": folder_size_mb(Path(model_dir) / "vae"),
@@ -118,5 +136,10 @@ def release(
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(model_dir, tmp / "sd")
         shutil.copytree(scorer_dir, tmp / "clip")
-        card = model_card(settings, pd.read_csv(quality_csv), logs, sizes, commit, hardware())
+        card = model_card(records, pd.read_csv(quality_csv), logs, sizes, commit)
         (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+        (tmp / "training").mkdir()
+        for kind, path in train_log_csvs.items():
+            shutil.copy2(path, tmp / "training" / f"{kind}.csv")
+            shutil.copy2(training_record_path(path), tmp / "training" / f"{kind}.json")
+        shutil.copy2(quality_csv, tmp / "quality.csv")

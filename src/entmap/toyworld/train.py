@@ -213,11 +213,29 @@ def train_vae(settings: dict[str, Any], out_dir: str | os.PathLike[str], device:
     vae.requires_grad_(False).eval()
     with torch.no_grad():
         x = to_unit_range(vae_batch(np.random.default_rng(seed + 1), scenes, 512, share)).to(device)
-        latents = vae.encode(x).latent_dist.mode()
-    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+        centre_latents(vae, x)
     with atomic_dir(out_dir) as tmp:
         (vae.half() if settings.get("save_fp16", False) else vae).cpu().save_pretrained(tmp, safe_serialization=True)
     return log, decoder_log
+
+
+@torch.no_grad()
+def centre_latents(vae, pixels: torch.Tensor) -> None:
+    """Fold the latents' per-channel mean m into the VAE's 1x1 convolutions and set the scaling.
+
+    A small VAE's latents are far from centred (channel means of -2.5 against spreads of 0.5
+    here), and SD's pipeline neither shifts them nor lets the sampler find the mean: sampling
+    starts from N(0, I), so generated latents stay near 0, off the data, and decode to colour
+    noise. quant_conv's mean bias becomes b - m, and post_quant_conv's bias b' = b + W m, so
+    decode(z - m) = old decode(z): the autoencoder is unchanged, its latents are centred, and
+    scaling_factor = 1 / std of the centred latents of ``pixels``.
+    """
+    channels = vae.config.latent_channels
+    mean = vae.encode(pixels).latent_dist.mode().mean(dim=(0, 2, 3))
+    vae.quant_conv.bias[:channels] -= mean
+    post = vae.post_quant_conv
+    post.bias += post.weight[:, :, 0, 0] @ mean
+    vae.register_to_config(scaling_factor=float(1.0 / vae.encode(pixels).latent_dist.mode().std()))
 
 
 # --- text-to-image ------------------------------------------------------------------------
@@ -315,14 +333,22 @@ def run_training(
     device: str = "auto",
     threads: int = 2,
 ) -> None:
-    """One workflow target: train ``kind`` (scorer | vae | text_to_image), save it and its log."""
+    """One workflow target: train ``kind`` (scorer | vae | text_to_image), save it and its log.
+
+    Beside the per-step log (CSV) goes its record (same name, ``.json``): the settings used,
+    the hardware, torch's version and the wall time, which the model card quotes.
+    """
+    import time
+
     import pandas as pd
 
     from entmap.atomic import write_text
     from entmap.runtime import configure_torch, resolve_device
+    from entmap.toyworld.card import hardware
 
     configure_torch(threads)
     torch_device = resolve_device(device)
+    start = time.perf_counter()
     if kind == "scorer":
         frame = train_scorer(settings, out_dir, torch_device).frame()
     elif kind == "vae":
@@ -332,4 +358,19 @@ def run_training(
         frame = train_text_to_image(settings, vae_dir, out_dir, torch_device).frame()
     else:
         raise ValueError(f"unknown toy-world model {kind!r}; use scorer, vae or text_to_image")
+    record = {
+        "kind": kind,
+        "hardware": hardware(),
+        "device": str(torch_device),
+        "threads": threads,
+        "torch": torch.__version__,
+        "seconds": round(time.perf_counter() - start, 1),
+        "settings": settings,
+    }
+    write_text(training_record_path(log_path), json.dumps(record, indent=1) + "\n")
     write_text(log_path, frame.to_csv(index=False))
+
+
+def training_record_path(log_path: str | os.PathLike[str]) -> str:
+    """The JSON record beside a training log: ``scorer.csv`` -> ``scorer.json``."""
+    return os.path.splitext(os.fspath(log_path))[0] + ".json"
