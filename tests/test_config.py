@@ -169,7 +169,7 @@ def test_default_toy_world_config_is_valid(monkeypatch):
     monkeypatch.chdir(REPO)
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     plan = load_plan(config, SCHEMA)
-    assert len(plan.prompts) == 24 and tuple(dict.fromkeys(plan.prompts["category"])) == TOY_CATEGORIES
+    assert len(plan.prompts) == 18 and tuple(dict.fromkeys(plan.prompts["category"])) == TOY_CATEGORIES
     assert "smiley/ti" in plan.models and "zigzag/cd" in plan.models
     assert tea_models(config)["star/lora"]["class_word"] == "diamond"
     config["subject_categories"]["face"] = "people"  # not a category of the toy suite
