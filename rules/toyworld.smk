@@ -119,6 +119,7 @@ rule toyworld_release:
         scorer="results/toyworld/clip",
         quality="results/toyworld/quality.csv",
         logs=expand("results/toyworld/train_logs/{kind}.csv", kind=["scorer", "vae", "text_to_image"]),
+        records=expand("results/toyworld/train_logs/{kind}.json", kind=["scorer", "vae", "text_to_image"]),
     output:
         directory("results/toyworld/release"),
     params:
