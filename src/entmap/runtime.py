@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -47,3 +49,16 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def hardware() -> str:
+    """CPU model and core count (and the GPU, if torch sees one)."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
+        cpu = names[0] if names else cpu
+    text = f"{cpu}, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        text += f"; GPU {torch.cuda.get_device_name(0)}"
+    return text

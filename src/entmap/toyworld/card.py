@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,21 +11,6 @@ import pandas as pd
 import yaml
 
 from entmap.toyworld.world import BACKGROUNDS, COLOURS, HELD_OUT_PAIRS, POSITIONS, SHAPES
-
-
-def hardware() -> str:
-    """CPU model and core count (and the GPU, if torch sees one)."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
-        cpu = names[0] if names else cpu
-    text = f"{cpu}, {os.cpu_count()} cores"
-    if torch.cuda.is_available():
-        text += f"; GPU {torch.cuda.get_device_name(0)}"
-    return text
 
 
 def folder_size_mb(folder: str | os.PathLike[str]) -> float:

@@ -21,18 +21,13 @@ import torch
 from PIL import Image
 
 from entmap.toyworld.world import (
-    BACKGROUNDS,
-    COLOURS,
-    POSITIONS,
-    SHAPES,
+    ATTRIBUTE_VALUES,
     Scene,
     all_scenes,
     read_colour,
     read_position,
     render,
 )
-
-ATTRIBUTE_VALUES = {"colour": tuple(COLOURS), "shape": SHAPES, "position": tuple(POSITIONS), "background": BACKGROUNDS}
 
 
 def zero_shot(scorer, images: list[Image.Image], scenes: list[Scene], attribute: str) -> list[str]:

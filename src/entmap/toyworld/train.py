@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from entmap.atomic import atomic_dir
 from entmap.methods.common import optimize
 from entmap.runtime import seeded
-from entmap.toyworld.world import ATTRIBUTES, SIZE, Scene, colour_texture, render, training_scenes
+from entmap.toyworld.world import ATTRIBUTE_VALUES, ATTRIBUTES, SIZE, Scene, colour_texture, render, training_scenes
 
 SCORER_CONTEXT = 16  # tokens; every toy caption fits
 
@@ -96,10 +96,7 @@ def caption_match(attributes: torch.Tensor, named: torch.Tensor) -> torch.Tensor
 
 def attribute_indices(scenes: list[Scene]) -> torch.Tensor:
     """(N, 4) indices of each scene's colour, shape, position and background."""
-    from entmap.toyworld.world import BACKGROUNDS, COLOURS, POSITIONS, SHAPES
-
-    values = (tuple(COLOURS), SHAPES, tuple(POSITIONS), BACKGROUNDS)
-    return torch.tensor([[v.index(getattr(s, a)) for a, v in zip(ATTRIBUTES, values, strict=True)] for s in scenes])
+    return torch.tensor([[ATTRIBUTE_VALUES[a].index(getattr(s, a)) for a in ATTRIBUTES] for s in scenes])
 
 
 def train_scorer(settings: dict[str, Any], out_dir: str | os.PathLike[str], device: torch.device):
@@ -231,11 +228,12 @@ def centre_latents(vae, pixels: torch.Tensor) -> None:
     scaling_factor = 1 / std of the centred latents of ``pixels``.
     """
     channels = vae.config.latent_channels
-    mean = vae.encode(pixels).latent_dist.mode().mean(dim=(0, 2, 3))
+    latents = vae.encode(pixels).latent_dist.mode()
+    mean = latents.mean(dim=(0, 2, 3))
     vae.quant_conv.bias[:channels] -= mean
     post = vae.post_quant_conv
     post.bias += post.weight[:, :, 0, 0] @ mean
-    vae.register_to_config(scaling_factor=float(1.0 / vae.encode(pixels).latent_dist.mode().std()))
+    vae.register_to_config(scaling_factor=float(1.0 / (latents - mean[:, None, None]).std()))
 
 
 # --- text-to-image ------------------------------------------------------------------------
@@ -343,8 +341,7 @@ def run_training(
     import pandas as pd
 
     from entmap.atomic import write_text
-    from entmap.runtime import configure_torch, resolve_device
-    from entmap.toyworld.card import hardware
+    from entmap.runtime import configure_torch, hardware, resolve_device
 
     configure_torch(threads)
     torch_device = resolve_device(device)

@@ -95,6 +95,12 @@ class Scene:
 
 
 ATTRIBUTES = ("colour", "shape", "position", "background")
+ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
+    "colour": tuple(COLOURS),
+    "shape": SHAPES,
+    "position": tuple(POSITIONS),
+    "background": BACKGROUNDS,
+}
 
 
 def all_scenes() -> list[Scene]:
