@@ -257,7 +257,8 @@ def build_text_to_image(settings: dict[str, Any]):
         down_block_types=tuple("CrossAttnDownBlock2D" if a == "cross" else "DownBlock2D" for a in attention),
         up_block_types=tuple("CrossAttnUpBlock2D" if a == "cross" else "UpBlock2D" for a in reversed(attention)),
         cross_attention_dim=width,
-        attention_head_dim=8,
+        # diffusers' legacy name: for this UNet ``attention_head_dim`` is the number of heads
+        attention_head_dim=settings.get("attention_heads", 8),
         norm_num_groups=settings.get("norm_groups", 32),
     )
     return unet, text_encoder
