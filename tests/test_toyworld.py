@@ -12,7 +12,7 @@ import yaml
 from entmap.toyworld.subjects import TOY_KINDS, draw_subject
 from entmap.toyworld.suite import TOY_CATEGORIES, suite_tsv
 from entmap.toyworld.train import soft_infonce
-from entmap.toyworld.world import HELD_OUT_PAIRS, Scene, all_scenes, read_scene, render, training_scenes
+from entmap.toyworld.world import COLOURS, HELD_OUT_PAIRS, Scene, all_scenes, read_scene, render, training_scenes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,6 +44,9 @@ def test_shipped_suite_is_the_generated_one():
 
     suite = load_prompts(REPO / "resources/prompts/toyworld-60.tsv", categories=TOY_CATEGORIES)
     assert suite.groupby("category").size().eq(10).all()
+    colours = suite[suite["category"] == "colours"]["text"].str.split().str[1]
+    assert list(colours) == [*COLOURS, *COLOURS][:10]  # every colour, in turn
+    assert not suite["text"].str.contains("plain pattern").any()
 
 
 def test_subjects_are_deterministic_and_large_enough_for_reference_folders():

@@ -93,3 +93,23 @@ def test_shipped_scorer_loads_with_open_clip_and_reads_real_scenes():
         text = model.encode_text(tokenizer(captions))
     scores = torch.nn.functional.normalize(image, dim=-1) @ torch.nn.functional.normalize(text, dim=-1).T
     assert list(COLOURS)[int(scores.argmax())] == "green"
+
+
+def test_toy_prompts_fit_the_shipped_scorers_context():
+    """open_clip cuts text past the scorer's 16 tokens silently: every prompt of the toy suites
+    (the TEA templates filled with the default subjects' class words) must fit, and a longer
+    text is flagged and warned about."""
+    import yaml
+
+    from entmap.score import ClipScorer
+
+    scorer = ClipScorer(f"local-dir:{SHIPPED / 'clip'}", None, torch.device("cpu"))
+    suite = pd.read_csv(REPO / "resources/prompts/toyworld-60.tsv", sep="\t")
+    context = pd.read_csv(REPO / "resources/prompts/toyworld-context.tsv", sep="\t")
+    class_words = [s["class_word"] for s in yaml.safe_load((REPO / "config.yaml").read_text())["subjects"].values()]
+    texts = list(suite["text"]) + [t.format(w) for t in context["prompt"] for w in class_words]
+    assert len(texts) == 60 + 8 * len(class_words) and scorer.truncated(texts) == []
+    long = "a red circle on the left and a blue square on the right on a striped background"  # 17 words
+    assert scorer.truncated([long, "a red circle"]) == [long]
+    with pytest.warns(UserWarning, match="16-token context"):
+        scorer.text_embeddings([long])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,27 @@ class ClipScorer:
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(model)
         self.device = device
+        self.name = model
+
+    def truncated(self, texts: list[str]) -> list[str]:
+        """The texts longer than the text tower's context (start and end tokens included).
+
+        open_clip cuts them silently, so the score would be of their beginning only. Tokenizers
+        without a BPE ``encode`` (``hf-hub:`` ones) are not checked.
+        """
+        encode = getattr(self.tokenizer, "encode", None)
+        context = getattr(self.tokenizer, "context_length", None)
+        if encode is None or context is None:
+            return []
+        return [text for text in texts if len(encode(text)) + 2 > context]
 
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
+        for text in dict.fromkeys(self.truncated(texts)):
+            warnings.warn(
+                f"scorer {self.name}: {text!r} is longer than its {self.tokenizer.context_length}-token context "
+                "and is scored cut off; shorten the prompt",
+                stacklevel=2,
+            )
         with torch.inference_mode():
             return self.model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu()
 
