@@ -1,16 +1,16 @@
 # The toy world's models, trained from scratch (not part of the default run):
 #   snakemake toyworld_models    -> results/toyworld/{clip,vae,sd} and quality.csv
+#   snakemake toyworld_release   -> the above, then results/toyworld/release (shippable folder)
 # Settings: configs/toyworld-train.yaml (its `toyworld:` block); the shipped weights in
 # resources/models/toyworld/ were made this way (see their MODEL_CARD.md).
-import yaml
+from entmap.toyworld.training_config import load_training_config
 
 TOYWORLD_TRAIN = config.get("toyworld_training", "configs/toyworld-train.yaml")
 
 
 def toyworld_settings(kind):
-    with open(TOYWORLD_TRAIN, encoding="utf-8") as handle:
-        block = yaml.safe_load(handle)["toyworld"]
-    return {"settings": block[kind], "device": block.get("device", "auto"), "threads": block.get("threads", 2)}
+    block = load_training_config(TOYWORLD_TRAIN, os.path.join(workflow.basedir, "schemas", "toyworld-train.schema.yaml"))
+    return {"settings": block[kind], "device": block["device"], "threads": block["threads"]}
 
 
 rule toyworld_scorer:

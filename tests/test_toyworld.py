@@ -12,9 +12,11 @@ import yaml
 from entmap.toyworld.subjects import TOY_KINDS, draw_subject
 from entmap.toyworld.suite import TOY_CATEGORIES, suite_tsv
 from entmap.toyworld.train import soft_infonce
+from entmap.toyworld.training_config import load_training_config
 from entmap.toyworld.world import COLOURS, HELD_OUT_PAIRS, Scene, all_scenes, read_scene, render, training_scenes
 
 REPO = Path(__file__).resolve().parents[1]
+TRAIN_SCHEMA = REPO / "schemas/toyworld-train.schema.yaml"
 
 
 def test_scenes_are_deterministic_and_vary_with_the_seed():
@@ -119,7 +121,7 @@ def trained(tmp_path_factory):
     from entmap.toyworld.train import run_training
 
     root = tmp_path_factory.mktemp("toy")
-    block = yaml.safe_load((REPO / "configs/toyworld-train.yaml").read_text())["toyworld"]
+    block = load_training_config(REPO / "configs/toyworld-train.yaml", TRAIN_SCHEMA)
     short = {"steps": 2, "pool": 64, "decoder_steps": 2, "batch_size": 8, "lr_warmup_steps": 0}
     for kind, vae in (("scorer", None), ("vae", None), ("text_to_image", root / "vae")):
         out = root / {"scorer": "clip", "vae": "vae", "text_to_image": "sd"}[kind]
@@ -173,7 +175,7 @@ def test_centre_latents_keeps_the_autoencoder_and_centres_its_latents():
     from entmap.toyworld.world import all_scenes
 
     torch.manual_seed(0)
-    vae = build_vae({"channels": [32, 64]}).eval()
+    vae = build_vae(load_training_config(REPO / "configs/toyworld-train.yaml", TRAIN_SCHEMA)["vae"]).eval()
     with torch.no_grad():
         vae.quant_conv.bias[:4] += torch.tensor([2.0, -3.0, 1.0, 0.5])  # latents far from centred
         x = to_unit_range(vae_batch(np.random.default_rng(0), all_scenes(), 16, 0.3))
@@ -184,3 +186,34 @@ def test_centre_latents_keeps_the_autoencoder_and_centres_its_latents():
     assert torch.allclose(before, after, atol=1e-5)
     assert latents.mean(dim=(0, 2, 3)).abs().max() < 1e-5
     assert vae.config.scaling_factor == pytest.approx(1 / float(latents.std()), rel=1e-5)
+
+
+def test_training_config_is_checked_and_names_the_file_and_keys(tmp_path):
+    from entmap.config import ConfigError
+
+    shipped = load_training_config(REPO / "configs/toyworld-train.yaml", TRAIN_SCHEMA)
+    assert shipped["text_to_image"]["attention_heads"] == 2 and shipped["vae"]["kl_weight"] == 1e-5
+    config = yaml.safe_load((REPO / "configs/toyworld-train.yaml").read_text())
+    config["toyworld"]["text_to_image"]["attention_head"] = config["toyworld"]["text_to_image"].pop("attention_heads")
+    del config["toyworld"]["scorer"]["pool"]
+    bad = tmp_path / "train.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as error:
+        load_training_config(bad, TRAIN_SCHEMA)
+    message = str(error.value)
+    assert str(bad) in message and "toyworld.scorer" in message and "'pool' is a required property" in message
+    assert "'attention_head' was unexpected" in message and "'attention_heads' is a required property" in message
+
+
+def test_vae_training_repeats_with_its_seed_whatever_the_global_rng(tmp_path):
+    """The posterior sample uses the seeded generator: the global torch RNG does not matter."""
+    from entmap.toyworld.train import train_vae
+
+    settings = load_training_config(REPO / "configs/toyworld-train.yaml", TRAIN_SCHEMA)["vae"]
+    settings = dict(settings, steps=2, decoder_steps=1, batch_size=4, lr_warmup_steps=0)
+    losses = []
+    for run, (seed, global_seed) in enumerate([(0, 1), (0, 2), (1, 1)]):
+        torch.manual_seed(global_seed)
+        log, _ = train_vae(dict(settings, seed=seed), tmp_path / str(run), torch.device("cpu"))
+        losses.append(log.frame()["loss"].tolist())
+    assert losses[0] == losses[1] and losses[0] != losses[2]

@@ -67,19 +67,20 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike[str])
     validated against the method's schema too.
     """
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
-    lines = _schema_errors(schema, config, "")
+    lines = schema_errors(schema, config, "")
     if not lines:
         for name, subject in config["subjects"].items():
             for method, override in subject.get("train", {}).items():
                 if method in config["methods"]:
                     merged = {**config["methods"][method], **override}
                     sub = {"$ref": f"#/$defs/{method}_settings", "$defs": schema["$defs"]}
-                    lines += _schema_errors(sub, merged, f"subjects.{name}.train.{method} (merged)")
+                    lines += schema_errors(sub, merged, f"subjects.{name}.train.{method} (merged)")
     if lines:
         raise ConfigError(f"invalid configuration (see {schema_path}):\n" + "\n".join(lines))
 
 
-def _schema_errors(schema: dict[str, Any], instance: Any, prefix: str) -> list[str]:
+def schema_errors(schema: dict[str, Any], instance: Any, prefix: str) -> list[str]:
+    """One line per JSON-schema violation of ``instance``, naming the dotted key."""
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     return [

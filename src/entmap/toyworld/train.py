@@ -12,10 +12,13 @@ its standard layout so the workflow loads it like any other model:
   fits caption j], loss = (CE(logits, target) + CE(logits^T, target^T-normalized)) / 2.
   Written as ``open_clip_config.json`` + ``open_clip_model.safetensors`` (load with
   ``local-dir:FOLDER``).
-* the VAE (:func:`train_vae`): AutoencoderKL with a 2x downsampling, MSE reconstruction plus
-  ``kl_weight`` x KL, on scenes and on random colourful textures (so a new style can be drawn),
-  then a decoder-only fine-tune on the posterior means. The scaling factor is 1 / std of the
-  latents (they are not centred; SD's pipeline does not shift them).
+* the VAE (:func:`train_vae`): AutoencoderKL with a 2x downsampling, loss MSE(x, D(z)) +
+  ``kl_weight`` x KL(q(z|x) || N(0, I)) / (3 x 32 x 32) (the KL per pixel value), z drawn from
+  the posterior with the seeded generator, on scenes and on random colourful textures (so a new
+  style can be drawn), then a decoder-only fine-tune on the posterior means. Finally
+  :func:`centre_latents` moves the latents' mean into the conv layers around them (SD's
+  pipeline only scales latents, and sampling starts from N(0, I)) and sets the scaling factor
+  to 1 / std of the centred latents.
 * the text-to-image model (:func:`train_text_to_image`): UNet2DConditionModel and a
   CLIPTextModel trained jointly from scratch with the epsilon denoising loss under SD v1.5's
   scaled-linear betas, ``caption_dropout`` empty captions (for classifier-free guidance), and
@@ -106,7 +109,7 @@ def train_scorer(settings: dict[str, Any], out_dir: str | os.PathLike[str], devi
 
     from entmap.tiny import save_open_clip
 
-    seed = settings.get("seed", 0)
+    seed = settings["seed"]
     config = scorer_config(settings)
     scenes = training_scenes()
     with seeded(seed):
@@ -116,7 +119,7 @@ def train_scorer(settings: dict[str, Any], out_dir: str | os.PathLike[str], devi
     captions = [scene.partial_caption(subset) for scene in scenes for subset in subsets]
     tokens = open_clip.tokenizer.SimpleTokenizer(context_length=SCORER_CONTEXT)(captions)
     attributes = attribute_indices(scenes).to(device)
-    partial_share = settings.get("partial_captions", 0.0)
+    partial_share = settings["partial_captions"]
     images, labels = scene_pool(scenes, settings["pool"], seed)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     mean = torch.tensor(OPENAI_DATASET_MEAN)[:, None, None]
@@ -141,7 +144,7 @@ def train_scorer(settings: dict[str, Any], out_dir: str | os.PathLike[str], devi
 
     log = optimize([{"params": list(model.parameters())}], settings, device, compute_loss, None, "toy scorer")
     model.eval()
-    save_open_clip(model.cpu(), config, out_dir, half=settings.get("save_fp16", False))
+    save_open_clip(model.cpu(), config, out_dir, half=settings["save_fp16"])
     return log
 
 
@@ -162,16 +165,16 @@ def vae_batch(rng: np.random.Generator, scenes: list[Scene], count: int, texture
 def build_vae(settings: dict[str, Any]):
     from diffusers import AutoencoderKL
 
-    channels = tuple(settings.get("channels", (32, 64)))
+    channels = tuple(settings["channels"])
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * len(channels),
         up_block_types=("UpDecoderBlock2D",) * len(channels),
         block_out_channels=channels,
-        layers_per_block=settings.get("layers_per_block", 1),
+        layers_per_block=settings["layers_per_block"],
         latent_channels=4,
-        norm_num_groups=settings.get("norm_groups", 32),
+        norm_num_groups=settings["norm_groups"],
         sample_size=SIZE,
     )
 
@@ -180,18 +183,19 @@ def train_vae(settings: dict[str, Any], out_dir: str | os.PathLike[str], device:
     """Train the VAE (both phases), set its scaling factor, save it; returns (log, decoder log)."""
     from entmap.toyworld.world import all_scenes
 
-    seed = settings.get("seed", 0)
+    seed = settings["seed"]
     with seeded(seed):
         vae = build_vae(settings).to(device)
     scenes = all_scenes()
     rng = np.random.default_rng(seed)
-    share = settings.get("texture_share", 0.3)
+    generator = torch.Generator().manual_seed(seed)
+    share = settings["texture_share"]
     vae.train()
 
     def compute_loss() -> torch.Tensor:
         x = to_unit_range(vae_batch(rng, scenes, settings["batch_size"], share)).to(device)
         posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample()).sample
+        recon = vae.decode(posterior.sample(generator=generator)).sample
         return F.mse_loss(recon, x) + settings["kl_weight"] * posterior.kl().mean() / x[0].numel()
 
     log = optimize([{"params": list(vae.parameters())}], settings, device, compute_loss, None, "toy vae")
@@ -212,7 +216,7 @@ def train_vae(settings: dict[str, Any], out_dir: str | os.PathLike[str], device:
         x = to_unit_range(vae_batch(np.random.default_rng(seed + 1), scenes, 512, share)).to(device)
         centre_latents(vae, x)
     with atomic_dir(out_dir) as tmp:
-        (vae.half() if settings.get("save_fp16", False) else vae).cpu().save_pretrained(tmp, safe_serialization=True)
+        (vae.half() if settings["save_fp16"] else vae).cpu().save_pretrained(tmp, safe_serialization=True)
     return log, decoder_log
 
 
@@ -245,21 +249,21 @@ def build_text_to_image(settings: dict[str, Any]):
 
     from entmap.tiny import clip_text_encoder
 
-    width = settings.get("text_width", 64)
-    text_encoder = clip_text_encoder(width, intermediate=4 * width, layers=settings.get("text_layers", 4))
-    attention = settings.get("cross_attention", ["down", "cross"])
+    width = settings["text_width"]
+    text_encoder = clip_text_encoder(width, intermediate=4 * width, layers=settings["text_layers"])
+    attention = settings["cross_attention"]
     unet = UNet2DConditionModel(
         sample_size=SIZE // 2,
         in_channels=4,
         out_channels=4,
-        block_out_channels=tuple(settings.get("channels", (32, 64))),
-        layers_per_block=settings.get("layers_per_block", 1),
+        block_out_channels=tuple(settings["channels"]),
+        layers_per_block=settings["layers_per_block"],
         down_block_types=tuple("CrossAttnDownBlock2D" if a == "cross" else "DownBlock2D" for a in attention),
         up_block_types=tuple("CrossAttnUpBlock2D" if a == "cross" else "UpBlock2D" for a in reversed(attention)),
         cross_attention_dim=width,
         # diffusers' legacy name: for this UNet ``attention_head_dim`` is the number of heads
-        attention_head_dim=settings.get("attention_heads", 8),
-        norm_num_groups=settings.get("norm_groups", 32),
+        attention_head_dim=settings["attention_heads"],
+        norm_num_groups=settings["norm_groups"],
     )
     return unet, text_encoder
 
@@ -273,7 +277,7 @@ def train_text_to_image(
 
     from entmap.tiny import SD15_SCHEDULE, clip_tokenizer, sd_pipeline
 
-    seed = settings.get("seed", 0)
+    seed = settings["seed"]
     vae = AutoencoderKL.from_pretrained(str(vae_dir), torch_dtype=torch.float32).to(device).eval()
     with seeded(seed):
         unet, text_encoder = build_text_to_image(settings)
@@ -295,8 +299,8 @@ def train_text_to_image(
     scaling = vae.config.scaling_factor
     generator = torch.Generator().manual_seed(seed)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    ema = EMAModel(params, decay=settings.get("ema", 0.999), foreach=True)
-    dropout = settings.get("caption_dropout", 0.1)
+    ema = EMAModel(params, decay=settings["ema"], foreach=True)
+    dropout = settings["caption_dropout"]
 
     def compute_loss() -> torch.Tensor:
         pick = torch.randint(0, moments.shape[1], (settings["batch_size"],), generator=generator)
@@ -316,7 +320,7 @@ def train_text_to_image(
     unet.eval()
     text_encoder.eval()
     pipe = sd_pipeline(vae, text_encoder, unet)
-    if settings.get("save_fp16", False):
+    if settings["save_fp16"]:
         pipe.to(torch.float16)
     with atomic_dir(out_dir) as tmp:
         pipe.to("cpu").save_pretrained(tmp, safe_serialization=True)
