@@ -155,12 +155,21 @@ def test_model_card_lists_data_training_and_quality():
     quality = pd.DataFrame(
         {"images": ["generated"], "prompts": ["held-out"], "attribute": ["colour"], "accuracy": [0.97]}
     )
-    logs = {"scorer": pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.0]})}
-    record = {"settings": {"steps": 2}, "hardware": "a CPU", "device": "cpu", "torch": "2.x", "seconds": 90}
-    card = model_card({"scorer": record}, quality, logs, {"scorer": 12.5}, "abc123")
+    vae_log = pd.DataFrame(
+        {"step": [1, 2, 3, 1], "loss": [4.0, 2.0, 3.0, 0.5], "phase": ["vae", "vae", "vae", "decoder"]}
+    )
+    logs = {"scorer": pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.0]}), "vae": vae_log}
+    record = {"settings": {"steps": 2, "save_fp16": True}, "hardware": "a CPU", "device": "cpu", "torch": "2.x"}
+    records = {
+        "scorer": dict(record, seconds=90, commit="0123456789abcdef", uncommitted_changes=False),
+        "vae": dict(record, seconds=60, settings={"steps": 3, "save_fp16": False}),
+    }
+    card = model_card(records, quality, logs, {"scorer": 12.5, "vae": 1.0}, "abc123")
     for words in (
         "orange ring",
-        "| scorer | 2 | 1.5 | 12.5 | a CPU | cpu | 2.x | 1.5 |",
+        "| scorer | 2 | 1.5 | 12.5 | `0123456789` | a CPU | cpu | 2.x | 1.5 |",
+        "| vae | 3 (vae) + 1 (decoder) | 3 / 0.5 | 1.0 | not recorded | a CPU | cpu | 2.x | 1.0 |",
+        "stored in float16 (scorer), else float32",
         "abc123",
         "| generated",
         "0.970",

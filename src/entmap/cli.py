@@ -26,8 +26,24 @@ def verify_archive_command(args: argparse.Namespace) -> int:
 
 
 def toyworld_eval_command(args: argparse.Namespace) -> int:
-    from entmap.toyworld.evaluate import evaluate
+    from pathlib import Path
 
+    from entmap.toyworld.evaluate import evaluate, evaluation_scenes
+
+    problems = []
+    if not (Path(args.model) / "model_index.json").is_file():
+        problems.append(f"--model {args.model}: no diffusers pipeline there (model_index.json)")
+    if not (Path(args.scorer) / "open_clip_config.json").is_file():
+        problems.append(f"--scorer {args.scorer}: no open_clip folder there (open_clip_config.json)")
+    if problems:
+        problems.append(f"run from the repository root (the defaults are under {TOYWORLD}/) or pass the folders")
+    try:
+        evaluation_scenes(args.prompts)
+    except ValueError as error:
+        problems.append(f"--prompts: {error}")
+    if problems:
+        print("entmap toyworld-eval: " + "\n  ".join(problems), file=sys.stderr)
+        return 2
     table = evaluate(
         args.model, args.scorer, args.prompts, args.seeds, args.steps, args.guidance, args.threads, args.device
     )
@@ -45,13 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify-archive", help="recompute the checksums of an unpacked run archive")
     verify.add_argument("folder", help="the unpacked archive's top folder (holds MANIFEST.sha256)")
     verify.set_defaults(run=verify_archive_command)
+    from entmap.toyworld.evaluate import DDIM_STEPS, GUIDANCE, PER_SPLIT, SEEDS
+
     toy = commands.add_parser("toyworld-eval", help="quality table of the toy world's text-to-image model and scorer")
     toy.add_argument("--model", default=f"{TOYWORLD}/sd", help="diffusers folder of the text-to-image model")
     toy.add_argument("--scorer", default=f"{TOYWORLD}/clip", help="open_clip folder of the scorer")
-    toy.add_argument("--prompts", type=int, default=24, help="captions per split (seen, held-out)")
-    toy.add_argument("--seeds", type=int, default=2, help="images per caption")
-    toy.add_argument("--steps", type=int, default=25, help="DDIM steps")
-    toy.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale")
+    toy.add_argument("--prompts", type=int, default=PER_SPLIT, help="captions per split (seen, held-out)")
+    toy.add_argument("--seeds", type=int, default=SEEDS, help="images per caption")
+    toy.add_argument("--steps", type=int, default=DDIM_STEPS, help="DDIM steps")
+    toy.add_argument("--guidance", type=float, default=GUIDANCE, help="classifier-free guidance scale")
     toy.add_argument("--threads", type=int, default=2, help="torch threads")
     toy.add_argument("--device", default="auto", help="auto | cpu | cuda")
     toy.add_argument("--csv", help="also write the table to this CSV file")

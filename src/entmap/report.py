@@ -188,6 +188,22 @@ def git_commit(cwd: str | os.PathLike[str] = ".") -> str:
         return "unknown (not a git checkout)"
 
 
+def git_tree_dirty(cwd: str | os.PathLike[str] = ".") -> bool | None:
+    """Whether tracked files differ from HEAD (None outside a git checkout)."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(status.stdout.strip())
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:

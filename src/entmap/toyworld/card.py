@@ -17,6 +17,22 @@ def folder_size_mb(folder: str | os.PathLike[str]) -> float:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
 
 
+def _phases(log: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The log's training phases in order (label, rows); one unlabelled phase without a ``phase`` column."""
+    if not len(log):
+        return [("", pd.DataFrame({"step": [0], "loss": [float("nan")]}))]
+    if "phase" not in log.columns:
+        return [("", log)]
+    return [(f" ({name})", group) for name, group in log.groupby("phase", sort=False)]
+
+
+def _commit(record: dict[str, Any]) -> str:
+    commit = record.get("commit")
+    if not commit:
+        return "not recorded"
+    return f"`{commit[:10]}`" + (" (uncommitted changes)" if record.get("uncommitted_changes") else "")
+
+
 def model_card(
     records: dict[str, dict[str, Any]],
     quality: pd.DataFrame,
@@ -29,8 +45,11 @@ def model_card(
     ``records`` are the training records (``entmap.toyworld.train.run_training``) per model:
     settings, hardware, device, torch version and wall time.
     """
-    steps = {kind: int(log["step"].max()) if len(log) else 0 for kind, log in train_logs.items()}
-    final = {kind: float(log["loss"].tail(50).mean()) if len(log) else float("nan") for kind, log in train_logs.items()}
+    from entmap.toyworld.evaluate import DDIM_STEPS, GUIDANCE
+
+    phases = {kind: _phases(log) for kind, log in train_logs.items()}
+    steps = {kind: " + ".join(f"{int(g['step'].max())}{label}" for label, g in p) for kind, p in phases.items()}
+    final = {kind: " / ".join(f"{g['loss'].tail(50).mean():.4g}" for _, g in p) for kind, p in phases.items()}
     held_out = ", ".join(f"{c} {s}" for c, s in sorted(HELD_OUT_PAIRS))
     lines = [
         "# The toy world's models",
@@ -51,24 +70,26 @@ def model_card(
         "",
         "## Training",
         "",
-        f"Released from entmap commit `{commit}`. Steps, mean loss of the last 50 steps, and where each "
-        "model was trained:",
+        f"Released from entmap commit `{commit}`. Steps, mean loss of the last 50 steps (per phase), "
+        "the commit of the code that trained each model, and where it was trained:",
         "",
-        "| model | steps | final loss | size (MB) | trained on | device | torch | minutes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | steps | final loss | size (MB) | commit | trained on | device | torch | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind in train_logs:
         record = records.get(kind, {})
         minutes = record.get("seconds", float("nan")) / 60
         lines.append(
-            f"| {kind} | {steps[kind]} | {final[kind]:.4g} | {sizes.get(kind, float('nan')):.1f} "
-            f"| {record.get('hardware', '?')} | {record.get('device', '?')} | {record.get('torch', '?')} "
-            f"| {minutes:.1f} |"
+            f"| {kind} | {steps[kind]} | {final[kind]} | {sizes.get(kind, float('nan')):.1f} "
+            f"| {_commit(record)} | {record.get('hardware', '?')} | {record.get('device', '?')} "
+            f"| {record.get('torch', '?')} | {minutes:.1f} |"
         )
     settings = {kind: record.get("settings", {}) for kind, record in records.items()}
+    half = [kind for kind, block in settings.items() if block.get("save_fp16")]
+    stored = "in float16" if len(half) == len(settings) else f"in float16 ({', '.join(half) or 'none'}), else float32"
     lines += [
         "",
-        "Weights are stored in float16 (safetensors) and load as float32. Settings (the `toyworld:` blocks "
+        f"Weights are stored {stored} (safetensors) and load as float32. Settings (the `toyworld:` blocks "
         "of `configs/toyworld-train.yaml`):",
         "",
         "```yaml",
@@ -78,7 +99,8 @@ def model_card(
         "## Quality (`entmap toyworld-eval`)",
         "",
         "Generated images: colour and position read by pixel checks, shape and background by the scorer "
-        "zero-shot (25 DDIM steps, guidance 5). Scorer: zero-shot on real rendered scenes of held-out pairs.",
+        f"zero-shot ({DDIM_STEPS} DDIM steps, guidance {GUIDANCE:g}). Scorer: zero-shot on real rendered scenes "
+        "of held-out pairs.",
         "",
         quality.to_markdown(index=False, floatfmt=".3f"),
         "",

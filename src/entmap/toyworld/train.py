@@ -339,17 +339,20 @@ def run_training(
     """One workflow target: train ``kind`` (scorer | vae | text_to_image), save it and its log.
 
     Beside the per-step log (CSV) goes its record (same name, ``.json``): the settings used,
-    the hardware, torch's version and the wall time, which the model card quotes.
+    the hardware, torch's version, the wall time and the git commit of the code (with whether
+    tracked files had uncommitted changes), which the model card quotes.
     """
     import time
 
     import pandas as pd
 
     from entmap.atomic import write_text
+    from entmap.report import git_commit, git_tree_dirty
     from entmap.runtime import configure_torch, hardware, resolve_device
 
     configure_torch(threads)
     torch_device = resolve_device(device)
+    commit, dirty = git_commit(), git_tree_dirty()  # the code that trains, before it runs
     start = time.perf_counter()
     if kind == "scorer":
         frame = train_scorer(settings, out_dir, torch_device).frame()
@@ -367,6 +370,8 @@ def run_training(
         "threads": threads,
         "torch": torch.__version__,
         "seconds": round(time.perf_counter() - start, 1),
+        "commit": commit,
+        "uncommitted_changes": dirty,
         "settings": settings,
     }
     write_text(training_record_path(log_path), json.dumps(record, indent=1) + "\n")
