@@ -113,3 +113,23 @@ def test_toy_prompts_fit_the_shipped_scorers_context():
     assert scorer.truncated([long, "a red circle"]) == [long]
     with pytest.warns(UserWarning, match="16-token context"):
         scorer.text_embeddings([long])
+
+
+def test_pixel_checks_read_scenes_back_through_the_shipped_autoencoder():
+    """The quality table's pixel checks on images that went through the VAE (what generated
+    images are made of): colour and position still read back, so a low generated-position
+    accuracy is the model's, not the check's."""
+    from diffusers import AutoencoderKL
+
+    from entmap.toyworld.train import to_unit_range
+    from entmap.toyworld.world import all_scenes, read_position
+
+    vae = AutoencoderKL.from_pretrained(str(SHIPPED / "sd/vae"), torch_dtype=torch.float32).eval()
+    scenes = all_scenes()
+    picked = [scenes[i] for i in np.random.default_rng(0).choice(len(scenes), 60, replace=False)]
+    pixels = to_unit_range(np.stack([render(scene, 7 + i) for i, scene in enumerate(picked)]))
+    with torch.no_grad():
+        decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample
+    images = ((decoded.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    assert all(read_colour(image) == scene.colour for image, scene in zip(images, picked, strict=True))
+    assert all(read_position(image) == scene.position for image, scene in zip(images, picked, strict=True))
