@@ -159,7 +159,16 @@ STAGE_SOURCES = {
     "tea": ["tea.py", "tea_sweep.py", "generate.py", "pipeline.py", "images.py", "external.py", "methods/*.py"],
     "tea_score": ["tea_sweep.py", "score.py", "metrics.py", "references.py"],
     "collapse": ["collapse.py", "collapse_trajectory.py", "tea.py"],
-    "toyworld": ["toyworld/*.py", "methods/common.py", "tiny.py", "generate.py", "score.py"],
+    "toyworld_train": [
+        "toyworld/train.py",
+        "toyworld/training_config.py",
+        "toyworld/world.py",
+        "methods/common.py",
+        "tiny.py",
+        "runtime.py",
+    ],
+    "toyworld_eval": ["toyworld/evaluate.py", "toyworld/world.py", "generate.py", "pipeline.py", "score.py"],
+    "toyworld_release": ["toyworld/card.py", "toyworld/evaluate.py"],
 }
 CODE = {stage: entmap_config.source_hash(*files) for stage, files in STAGE_SOURCES.items()}
 

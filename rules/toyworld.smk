@@ -14,14 +14,12 @@ def toyworld_settings(kind):
 
 
 rule toyworld_scorer:
-    input:
-        TOYWORLD_TRAIN,
     output:
         model=directory("results/toyworld/clip"),
         log="results/toyworld/train_logs/scorer.csv",
         record="results/toyworld/train_logs/scorer.json",
     params:
-        code=CODE["toyworld"],
+        code=CODE["toyworld_train"],
         kind="scorer",
         train=lambda wildcards: toyworld_settings("scorer"),
     threads: 2
@@ -40,14 +38,12 @@ rule toyworld_scorer:
 
 
 rule toyworld_vae:
-    input:
-        TOYWORLD_TRAIN,
     output:
         model=directory("results/toyworld/vae"),
         log="results/toyworld/train_logs/vae.csv",
         record="results/toyworld/train_logs/vae.json",
     params:
-        code=CODE["toyworld"],
+        code=CODE["toyworld_train"],
         kind="vae",
         train=lambda wildcards: toyworld_settings("vae"),
     threads: 2
@@ -67,14 +63,13 @@ rule toyworld_vae:
 
 rule toyworld_text_to_image:
     input:
-        TOYWORLD_TRAIN,
         vae="results/toyworld/vae",
     output:
         model=directory("results/toyworld/sd"),
         log="results/toyworld/train_logs/text_to_image.csv",
         record="results/toyworld/train_logs/text_to_image.json",
     params:
-        code=CODE["toyworld"],
+        code=CODE["toyworld_train"],
         kind="text_to_image",
         train=lambda wildcards: toyworld_settings("text_to_image"),
     threads: 2
@@ -99,7 +94,7 @@ rule toyworld_models:
     output:
         "results/toyworld/quality.csv",
     params:
-        code=CODE["toyworld"],
+        code=CODE["toyworld_eval"],
     threads: 2
     resources:
         gpu=1,
@@ -123,7 +118,7 @@ rule toyworld_release:
     output:
         directory("results/toyworld/release"),
     params:
-        code=CODE["toyworld"],
+        code=CODE["toyworld_release"],
     log:
         "results/logs/toyworld/release.log",
     localrule: True

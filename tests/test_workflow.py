@@ -190,6 +190,32 @@ def test_dry_runs_show_the_whole_dag(tmp_path, tiny_config):
     assert not (workdir / "results").exists()
 
 
+def test_toy_world_training_targets_are_outside_the_default_dag(tmp_path, tiny_config):
+    """The toy-world targets: three training jobs, the quality table, the release;
+    none of them in the default run's DAG (checked above), and a bad training config stops the
+    dry run with the file and the key named."""
+    workdir = make_workdir(tmp_path, tiny_config)
+    jobs = dry_run_jobs(workdir, "toyworld_release")
+    assert sorted(rule for rule, _ in jobs) == sorted(
+        ["toyworld_scorer", "toyworld_vae", "toyworld_text_to_image", "toyworld_models", "toyworld_release"]
+    )
+    bad = (workdir / "configs/toyworld-train.yaml").read_text().replace("    ema: ", "    emma: ")
+    (workdir / "bad.yaml").write_text(bad)
+    result = snakemake(
+        workdir,
+        "-n",
+        "toyworld_release",
+        "--configfile",
+        "config.yaml",
+        "--config",
+        "toyworld_training=bad.yaml",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "invalid toy-world training config bad.yaml" in result.stderr + result.stdout
+    assert "'emma' was unexpected" in result.stderr + result.stdout
+
+
 def test_another_configfile_replaces_the_default(tmp_path, tiny_config):
     workdir = make_workdir(tmp_path, tiny_config)
     other = dict(tiny_config, subjects={"solo": tiny_config["subjects"]["face1"]})
