@@ -147,7 +147,11 @@ def shape_mask(shape: str, cx: float, cy: float, half: float, size: int = SIZE) 
 
 
 def render(scene: Scene, seed: int, size: int = SIZE) -> np.ndarray:
-    """The (size, size, 3) uint8 image of ``scene``; size and jitter drawn from ``seed``."""
+    """The (size, size, 3) uint8 image of ``scene``; size and jitter drawn from ``seed``.
+
+    The draw is seeded by (seed, shape, background) only: scenes that differ in colour or
+    position alone share the object's size and jitter for a seed.
+    """
     rng = np.random.default_rng([seed, SHAPES.index(scene.shape), BACKGROUNDS.index(scene.background)])
     half = rng.uniform(4.5, 6.0)
     ax, ay = POSITIONS[scene.position]
