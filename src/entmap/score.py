@@ -35,6 +35,7 @@ class ClipScorer:
         self.tokenizer = open_clip.get_tokenizer(model)
         self.device = device
         self.name = model
+        self._length_checked: set[str] = set()  # texts already checked against the context
 
     def truncated(self, texts: list[str]) -> list[str]:
         """The texts longer than the text tower's context (start and end tokens included).
@@ -49,7 +50,9 @@ class ClipScorer:
         return [text for text in texts if len(encode(text)) + 2 > context]
 
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
-        for text in dict.fromkeys(self.truncated(texts)):
+        new = [text for text in dict.fromkeys(texts) if text not in self._length_checked]
+        self._length_checked.update(new)
+        for text in self.truncated(new):
             warnings.warn(
                 f"scorer {self.name}: {text!r} is longer than its {self.tokenizer.context_length}-token context "
                 "and is scored cut off; shorten the prompt",
