@@ -3,12 +3,19 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from test_stats import OWN, synthetic
 
 from entmap.aggregate import summarize
-from entmap.figures import plot_category_matrix, plot_drift_scatter, plot_entanglement_map, plot_image_grid
+from entmap.figures import (
+    plot_category_matrix,
+    plot_drift_scatter,
+    plot_entanglement_map,
+    plot_image_grid,
+    point_labels,
+)
 
 
 def looks_like_a_figure(stem, min_size):
@@ -36,6 +43,17 @@ def test_scatter_with_regions(tmp_path, data):
     _, out = data
     plot_drift_scatter(out.per_model, 0.04, 0.5, tmp_path / "scatter")
     looks_like_a_figure(tmp_path / "scatter", (1000, 800))
+
+
+def test_coincident_models_share_one_label():
+    per_model = pd.DataFrame(
+        {
+            "model": ["a/ti", "b/ti", "a/lora", "kv0/perturb"],
+            "mean_e_per": [0.0, 0.0, 0.03, 0.0],
+            "mean_e_sem": [0.0, 0.0, 0.1, 0.0],
+        }
+    )
+    assert point_labels(per_model) == {(0.0, 0.0): "a/ti, b/ti, kv0/perturb", (0.03, 0.1): "a/lora"}
 
 
 def test_category_matrix(tmp_path, data):

@@ -128,6 +128,16 @@ METHOD_COLOURS = {
 CATEGORY_MARKERS = {"face": "o", "object": "s", "style": "^", "control": "x"}
 
 
+def point_labels(per_model: pd.DataFrame) -> dict[tuple[float, float], str]:
+    """One label per distinct (mean E_per, mean E_sem) point: models drawn at the same place
+    (Textual Inversion's exact zeros, the scale-0 control) share one comma-joined label instead
+    of printing over each other."""
+    labels: dict[tuple[float, float], list[str]] = {}
+    for _, row in per_model.iterrows():
+        labels.setdefault((float(row["mean_e_per"]), float(row["mean_e_sem"])), []).append(str(row["model"]))
+    return {point: ", ".join(names) for point, names in labels.items()}
+
+
 def plot_drift_scatter(per_model: pd.DataFrame, tau_sem: float, tau_per: float, stem: str | os.PathLike[str]):
     """Per-model mean E_sem (y) vs mean E_per (x), split by the noise floors into four regions.
 
@@ -153,14 +163,9 @@ def plot_drift_scatter(per_model: pd.DataFrame, tau_sem: float, tau_per: float, 
             elinewidth=0.8,
             capsize=2,
         )
-        if len(per_model) <= 20:
-            ax.annotate(
-                row["model"],
-                (row["mean_e_per"], row["mean_e_sem"]),
-                fontsize=6,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
+    if len(per_model) <= 20:
+        for (x, y), label in point_labels(per_model).items():
+            ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     x_max = max(tau_per, per_model["mean_e_per_ci_high"].max()) * 1.6 or 1.0
     y_max = max(tau_sem, per_model["mean_e_sem_ci_high"].max()) * 1.6 or 1.0
     # symlog: models often sit orders of magnitude below the noise floor, and exact zeros exist
