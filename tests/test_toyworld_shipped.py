@@ -39,6 +39,22 @@ def test_model_card_quotes_the_shipped_quality_table():
         assert accuracy["scorer on real scenes", "held-out", attribute] >= 0.95
 
 
+def test_readme_quotes_the_shipped_quality_table():
+    """README's table (two decimals) is the shipped quality.csv, row by row."""
+    quality = pd.read_csv(SHIPPED / "quality.csv").set_index(["images", "prompts", "attribute"])["accuracy"]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = {
+        ("generated", "held-out"): "| generated | held-out pairs |",
+        ("generated", "seen"): "| generated | seen pairs |",
+        ("scorer on real scenes", "held-out"): "| scorer on real scenes | held-out pairs |",
+    }
+    for (images, prompts), start in rows.items():
+        cells = " | ".join(
+            f"{quality[images, prompts, attribute]:.2f}" for attribute in ("colour", "position", "shape", "background")
+        )
+        assert f"{start} {cells} |" in readme, (images, prompts, cells)
+
+
 @pytest.fixture(scope="module")
 def pipe():
     from diffusers import StableDiffusionPipeline
