@@ -17,7 +17,6 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
 from entmap.toyworld.world import (
@@ -36,6 +35,8 @@ PER_SPLIT, SEEDS, DDIM_STEPS, GUIDANCE = 24, 2, 25, 5.0
 
 def zero_shot(scorer, images: list[Image.Image], scenes: list[Scene], attribute: str) -> list[str]:
     """The value of ``attribute`` whose caption (other attributes from ``scenes``) matches each image best."""
+    import torch  # here, so that `entmap --help` and the CLI's defaults do not load torch
+
     values = ATTRIBUTE_VALUES[attribute]
     image_emb = torch.nn.functional.normalize(scorer.image_embeddings(images), dim=-1)
     captions = [replace(scene, **{attribute: value}).caption for scene in scenes for value in values]
