@@ -3,13 +3,21 @@
 #   snakemake toyworld_release   -> the above, then results/toyworld/release (shippable folder)
 # Settings: configs/toyworld-train.yaml (its `toyworld:` block); the shipped weights in
 # resources/models/toyworld/ were made this way (see their MODEL_CARD.md).
+import functools
+
 from entmap.toyworld.training_config import load_training_config
 
 TOYWORLD_TRAIN = config.get("toyworld_training", "configs/toyworld-train.yaml")
 
 
+@functools.cache
+def toyworld_block():
+    """The checked `toyworld:` block, read once however many jobs ask."""
+    return load_training_config(TOYWORLD_TRAIN, os.path.join(workflow.basedir, "schemas", "toyworld-train.schema.yaml"))
+
+
 def toyworld_settings(kind):
-    block = load_training_config(TOYWORLD_TRAIN, os.path.join(workflow.basedir, "schemas", "toyworld-train.schema.yaml"))
+    block = toyworld_block()
     return {"settings": block[kind], "device": block["device"], "threads": block["threads"]}
 
 

@@ -226,3 +226,19 @@ def test_vae_training_repeats_with_its_seed_whatever_the_global_rng(tmp_path):
         log, _ = train_vae(dict(settings, seed=seed), tmp_path / str(run), torch.device("cpu"))
         losses.append(log.frame()["loss"].tolist())
     assert losses[0] == losses[1] and losses[0] != losses[2]
+
+
+def test_training_config_takes_the_shared_optimizers_optional_keys(tmp_path):
+    """What entmap.methods.common.optimize reads with a default is allowed, not required."""
+    from entmap.config import ConfigError
+
+    config = yaml.safe_load((REPO / "configs/toyworld-train.yaml").read_text())
+    extra = {"mixed_precision": "bf16", "adam_beta1": 0.8, "gradient_accumulation_steps": 2, "scale_lr": False}
+    config["toyworld"]["text_to_image"].update(extra)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(config))
+    assert load_training_config(good, TRAIN_SCHEMA)["text_to_image"]["mixed_precision"] == "bf16"
+    config["toyworld"]["text_to_image"]["mixed_precision"] = "fp8"
+    good.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        load_training_config(good, TRAIN_SCHEMA)
