@@ -1,4 +1,4 @@
-"""The vectorized bootstrap of entmap.aggregate against a straightforward pandas loop.
+"""The vectorized bootstrap of entmap.analysis.summaries against a straightforward pandas loop.
 
     python benchmarks/bootstrap.py [--models 45] [--prompts 200] [--seeds 10] [--replicates 200]
 
@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from entmap.aggregate import Cube
+from entmap.analysis.summaries import Cube
 
 
 def loop_bootstrap(frame: pd.DataFrame, replicates: int, seed: int) -> np.ndarray:

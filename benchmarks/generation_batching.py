@@ -15,10 +15,10 @@ import time
 
 import pandas as pd
 
-from entmap.generate import generate_shard
-from entmap.pipeline import load_pipeline
-from entmap.runtime import configure_torch, resolve_device, resolve_dtype
-from entmap.tiny import build_tiny_base
+from entmap.core.runtime import configure_torch, resolve_device, resolve_dtype
+from entmap.measure.generate import generate_shard
+from entmap.models.loading import load_pipeline
+from entmap.models.tiny import build_tiny_base
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ rule merge_map:
         e_sem="results/maps/e_sem.csv",
         e_per="results/maps/e_per.csv",
     params:
-        code=CODE["merge"],
+        code=script_code("merge_map"),
         models=MODELS,
         prompt_ids=list(PLAN.prompts["id"]),
         subjects=subject_categories(),
@@ -44,7 +44,7 @@ rule analyze:
         cell_significance="results/tables/cell_significance.csv",
         stats=expand("results/stats/{name}.json", name=ANALYSIS_STATS),
     params:
-        code=CODE["analyze"],
+        code=script_code("analyze"),
         settings=config["analysis"],
         own_category=config["subject_categories"],
         prompt_ids=list(PLAN.prompts["id"]),

@@ -9,8 +9,9 @@ ENTMAP_SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, ENTMAP_SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ENTMAP_SRC, os.environ.get("PYTHONPATH")]))
 
-from entmap import analyze as entmap_analyze  # noqa: E402
-from entmap import config as entmap_config  # noqa: E402
+from entmap.config import plan as entmap_config  # noqa: E402
+from entmap.core import vocabulary  # noqa: E402
+from entmap.core.code_graph import code_hash  # noqa: E402
 
 SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 try:
@@ -26,67 +27,27 @@ BASE_MODEL = entmap_config.base_model_id(config)
 SCORER = entmap_config.scorer_spec(config)
 RUNTIME = {"device": config["device"], "dtype": config["dtype"], "threads": config["torch_threads"]}
 SUITE = config["prompts"]["suite"]
-ANALYSIS_TABLES = list(entmap_analyze.TABLES)
-ANALYSIS_STATS = list(entmap_analyze.STATS)
-FIGURE_CAPTIONS = {
-    "results/figures/entanglement_map.png": "Concept Entanglement Map: E_sem per prompt (rows, grouped by "
-    "category) and personalized model (columns); dots mark cells above the noise floor tau_sem.",
-    "results/figures/drift_scatter.png": "Per-model mean E_sem vs mean E_per; the dashed noise floors split "
-    "safe, semantic drift, visual drift and full entanglement.",
-    "results/figures/category_matrix.png": "Mean E_sem by subject category (columns) and prompt category (rows).",
-    **{
-        f"results/figures/grids/{model}.png": f"{model}: its highest-shift prompts, base and personalized image "
-        "side by side at the seed with the largest shift, with their CLIP scores."
-        for model in MODELS
-    },
-}
-FIGURE_PNGS = list(FIGURE_CAPTIONS)
+ANALYSIS_TABLES = list(vocabulary.ANALYSIS_TABLES)
+ANALYSIS_STATS = list(vocabulary.ANALYSIS_STATS)
+FIGURE_PNGS = [
+    *[f"results/figures/{stem}.png" for stem in ("entanglement_map", "drift_scatter", "category_matrix")],
+    *[f"results/figures/grids/{model}.png" for model in MODELS],
+]
 CLASS_IMAGE_COUNTS = entmap_config.class_image_counts(config)  # class word -> images
 PERTURB_SCALES = entmap_config.perturbation_scales(config)  # kv0p05 -> 0.05
 CLASS_WORDS = {entmap_config.class_slug(word): word for word in CLASS_IMAGE_COUNTS}
 TEA_MODELS = entmap_config.tea_models(config)  # model -> level, token, class_word, references
 COLLAPSE_SUBJECTS = entmap_config.collapse_subjects(config)  # TI subjects -> token, class_word
-TEA_OUTPUTS = {
-    # table or figure -> (title, caption) in the report's "Semantic collapse and TEA" section
-    **(
-        {
-            "results/tables/tea_tradeoff.csv": (
-                "TEA trade-off",
-                "Per model and setting (alpha, beta; 'none' = unadjusted): mean CLIP-T against the context "
-                "(clip_context), the concept (clip_concept) and the full prompt with the class word (clip_full), "
-                "CLIP-I against the references (clip_image), and each one's change against the unadjusted model.",
-            ),
-            "results/figures/tea_tradeoff.png": (
-                "TEA trade-off",
-                "Change of context alignment (S_T^p) and identity (CLIP-I) against the unadjusted model as "
-                "alpha grows, one panel per model, one line style per beta.",
-            ),
-        }
-        if TEA_MODELS
-        else {}
-    ),
-    **(
-        {
-            "results/tables/collapse.csv": (
-                "Semantic collapse over training",
-                "Per Textual Inversion subject and kept step: ||V*||, its percentile among the vocabulary's "
-                "norms, ||V*||/||c||, cos(V*, c), and the distances between the context prompts with V* and "
-                "with c (pooled EOS output): mean pairwise, Hausdorff, Mahalanobis, KL; intra-set spreads.",
-            ),
-            "results/figures/collapse.png": (
-                "Semantic collapse over training",
-                "Each collapse diagnostic over Textual Inversion training steps, one line per subject.",
-            ),
-        }
-        if COLLAPSE_SUBJECTS
-        else {}
-    ),
-}
+# The report's "Semantic collapse and TEA" section: tables and figures, captions from vocabulary.
+TEA_OUTPUTS = [
+    *(["results/tables/tea_tradeoff.csv", "results/figures/tea_tradeoff.png"] if TEA_MODELS else []),
+    *(["results/tables/collapse.csv", "results/figures/collapse.png"] if COLLAPSE_SUBJECTS else []),
+]
 
 
 wildcard_constraints:
     subject="[a-z0-9_-]+",
-    method="ti|lora|cd|external|perturb",
+    method="|".join(vocabulary.MODEL_METHODS),
     shard="[0-9]+",
     class_slug="[a-z0-9-]+",
 
@@ -140,37 +101,18 @@ def gpu_runtime(base_minutes):
 
 CONDA_ENV = "../envs/entmap.yaml"
 
-# The package modules each stage runs; their hash is a parameter of the stage's rules.
-STAGE_SOURCES = {
-    "models": ["tiny.py"],
-    "references": ["references.py", "toyworld/subjects.py", "toyworld/world.py"],
-    "train": ["train.py", "pipeline.py", "methods/*.py"],
-    "external": ["external.py", "checksums.py", "pipeline.py", "methods/custom_diffusion.py"],
-    "generate": ["generate.py", "pipeline.py", "images.py", "external.py", "methods/custom_diffusion.py"],
-    "score": ["score.py", "metrics.py"],
-    "disrupt": ["disrupt.py", "metrics.py", "images.py"],
-    "noise_floor": ["noise_floor.py", "metrics.py", "images.py"],
-    "merge": ["merge.py", "metrics.py"],
-    "analyze": ["analyze.py", "aggregate.py", "stats.py"],
-    "figures": ["figures.py"],
-    "grids": ["grids.py", "figures.py", "images.py"],
-    "report": ["report.py", "report_template.html"],
-    "archive": ["archive.py", "checksums.py"],
-    "tea": ["tea.py", "tea_sweep.py", "generate.py", "pipeline.py", "images.py", "external.py", "methods/*.py"],
-    "tea_score": ["tea_sweep.py", "score.py", "metrics.py", "references.py"],
-    "collapse": ["collapse.py", "collapse_trajectory.py", "tea.py"],
-    "toyworld_train": [
-        "toyworld/train.py",
-        "toyworld/training_config.py",
-        "toyworld/world.py",
-        "methods/common.py",
-        "tiny.py",
-        "runtime.py",
-    ],
-    "toyworld_eval": ["toyworld/evaluate.py", "toyworld/world.py", "generate.py", "pipeline.py", "score.py"],
-    "toyworld_release": ["toyworld/card.py", "toyworld/evaluate.py"],
-}
-CODE = {stage: entmap_config.source_hash(*files) for stage, files in STAGE_SOURCES.items()}
+def script_code(script):
+    """Hash of the entmap modules a rule's script imports, transitively (entmap.core.code_graph).
+
+    Snakemake's code trigger sees only the script; this parameter makes an edit of any module the
+    script reaches rerun the rule's jobs, and an edit of any other module rerun nothing.
+    """
+    return code_hash(os.path.join(workflow.basedir, "workflow_scripts", f"{script}.py"), ENTMAP_SRC)
+
+
+def figure_caption(stem):
+    """A figure's caption for `snakemake --report` (resources/report/figure.rst shows this param)."""
+    return vocabulary.figure_caption(stem)
 
 
 # Everything a finished run leaves (the inputs of `all`, and what `archive` packs).

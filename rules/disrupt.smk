@@ -10,7 +10,7 @@ rule disrupt:
     output:
         "results/disruption/{subject}/{method}/{shard}.parquet",
     params:
-        code=CODE["disrupt"],
+        code=script_code("disrupt"),
         model="{subject}/{method}",
         lpips=config["lpips"],
         runtime=RUNTIME,
@@ -36,7 +36,7 @@ rule noise_floor:
     output:
         "results/noise_floor/{shard}.parquet",
     params:
-        code=CODE["noise_floor"],
+        code=script_code("noise_floor"),
         seeds=SEEDS,
         pairs=config["noise_floor"]["pairs"],
         lpips=config["lpips"],
@@ -60,7 +60,7 @@ rule noise_floor_thresholds:
     output:
         "results/noise_floor.json",
     params:
-        code=CODE["noise_floor"],
+        code=script_code("noise_floor_thresholds"),
         percentile=config["noise_floor"]["percentile"],
     log:
         "results/logs/noise_floor_thresholds.log",

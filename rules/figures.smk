@@ -8,12 +8,13 @@ rule figure_map:
     output:
         png=report(
             "results/figures/entanglement_map.png",
-            caption="../resources/report/entanglement_map.rst",
+            caption="../resources/report/figure.rst",
             category="Figures",
         ),
         pdf="results/figures/entanglement_map.pdf",
     params:
-        code=CODE["figures"],
+        code=script_code("figure_map"),
+        caption=figure_caption("entanglement_map"),
     log:
         "results/logs/figures/entanglement_map.log",
     localrule: True
@@ -30,12 +31,13 @@ rule figure_scatter:
     output:
         png=report(
             "results/figures/drift_scatter.png",
-            caption="../resources/report/drift_scatter.rst",
+            caption="../resources/report/figure.rst",
             category="Figures",
         ),
         pdf="results/figures/drift_scatter.pdf",
     params:
-        code=CODE["figures"],
+        code=script_code("figure_scatter"),
+        caption=figure_caption("drift_scatter"),
     log:
         "results/logs/figures/drift_scatter.log",
     localrule: True
@@ -51,12 +53,13 @@ rule figure_category_matrix:
     output:
         png=report(
             "results/figures/category_matrix.png",
-            caption="../resources/report/category_matrix.rst",
+            caption="../resources/report/figure.rst",
             category="Figures",
         ),
         pdf="results/figures/category_matrix.pdf",
     params:
-        code=CODE["figures"],
+        code=script_code("figure_category_matrix"),
+        caption=figure_caption("category_matrix"),
     log:
         "results/logs/figures/category_matrix.log",
     localrule: True
@@ -75,13 +78,14 @@ rule figure_grid:
     output:
         png=report(
             "results/figures/grids/{subject}/{method}.png",
-            caption="../resources/report/grid.rst",
+            caption="../resources/report/figure.rst",
             category="Image grids",
             labels={"model": "{subject}/{method}"},
         ),
         pdf="results/figures/grids/{subject}/{method}.pdf",
     params:
-        code=CODE["grids"],
+        code=script_code("figure_grid"),
+        caption=lambda wildcards: vocabulary.figure_caption("grid", f"{wildcards.subject}/{wildcards.method}"),
         n_prompts=config["analysis"].get("grid_prompts", 6),
         prompt_ids=list(PLAN.prompts["id"]),
     log:

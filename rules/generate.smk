@@ -8,7 +8,7 @@ rule generate_base:
     output:
         "results/images/base/{shard}.parquet",
     params:
-        code=CODE["generate"],
+        code=script_code("generate"),
         model="base",
         adapter=None,
         prompt_ids=shard_prompt_ids,
@@ -39,7 +39,7 @@ rule generate_personalized:
     output:
         "results/images/{subject}/{method}/{shard}.parquet",
     params:
-        code=CODE["generate"],
+        code=script_code("generate"),
         model="{subject}/{method}",
         adapter="results/adapters/{subject}/{method}",
         prompt_ids=shard_prompt_ids,

@@ -6,7 +6,7 @@ rule build_tiny_base:
         sd=directory(entmap_config.TINY_BASE_DIR),
         clip=directory(entmap_config.TINY_SCORER_DIR),
     params:
-        code=CODE["models"],
+        code=script_code("build_tiny_base"),
         base_seed=config["base"].get("tiny_seed", 0),
         scorer_seed=config["scorer"].get("tiny_seed", 0),
     log:

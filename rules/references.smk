@@ -5,7 +5,7 @@ rule make_references:
     output:
         directory("results/references/{subject}"),
     params:
-        code=CODE["references"],
+        code=script_code("make_references"),
         spec=lambda wildcards: config["subjects"][wildcards.subject]["references"],
     log:
         "results/logs/make_references/{subject}.log",

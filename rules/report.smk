@@ -7,7 +7,7 @@ rule report:
         stats=expand("results/stats/{name}.json", name=ANALYSIS_STATS),
         noise_floor="results/noise_floor.json",
         figures=FIGURE_PNGS,
-        collapse_tea=list(TEA_OUTPUTS),
+        collapse_tea=TEA_OUTPUTS,
     output:
         report(
             "results/report.html",
@@ -15,9 +15,7 @@ rule report:
             category="Report",
         ),
     params:
-        code=CODE["report"],
-        captions=FIGURE_CAPTIONS,
-        collapse_tea=TEA_OUTPUTS,
+        code=script_code("report"),
         config=config,
     log:
         "results/logs/report.log",
@@ -36,7 +34,7 @@ rule archive:
     output:
         "results/archive/entmap-run.tar.gz",
     params:
-        code=CODE["archive"],
+        code=script_code("archive"),
         config=config,
         include_images=config.get("archive", {}).get("include_images", False),
         include_weights=config.get("archive", {}).get("include_weights", False),

@@ -11,7 +11,7 @@ rule score:
     wildcard_constraints:
         model="base|[a-z0-9_-]+/(ti|lora|cd|external|perturb)",
     params:
-        code=CODE["score"],
+        code=script_code("score"),
         scorer=SCORER,
         prompt_ids=shard_prompt_ids,
         runtime=RUNTIME,

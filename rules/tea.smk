@@ -18,11 +18,11 @@ rule tea_sweep:
     output:
         "results/tea/{subject}/{method}/images.parquet",
     params:
-        code=CODE["tea"],
+        code=script_code("tea_sweep"),
         model="{subject}/{method}",
         adapter="results/adapters/{subject}/{method}",
         spec=tea_spec,
-        tea=config.get("tea"),
+        sweep=entmap_config.tea_sweep_settings(config),
         seeds=entmap_config.tea_seeds(config) if TEA_MODELS else [],
         settings=GENERATION,
         base_model=BASE_MODEL,
@@ -51,9 +51,9 @@ rule tea_score:
     output:
         "results/tea/{subject}/{method}/scores.parquet",
     params:
-        code=CODE["tea_score"],
+        code=script_code("tea_score"),
         spec=tea_spec,
-        tea=config.get("tea"),
+        prompts=entmap_config.tea_sweep_settings(config).get("prompts"),
         scorer=SCORER,
         runtime=RUNTIME,
     threads: config["torch_threads"]
@@ -78,12 +78,13 @@ rule tea_tradeoff:
         table="results/tables/tea_tradeoff.csv",
         png=report(
             "results/figures/tea_tradeoff.png",
-            caption="../resources/report/tea_tradeoff.rst",
+            caption="../resources/report/figure.rst",
             category="Semantic collapse and TEA",
         ),
         pdf="results/figures/tea_tradeoff.pdf",
     params:
-        code=CODE["tea_score"] + CODE["figures"],
+        code=script_code("tea_tradeoff"),
+        caption=figure_caption("tea_tradeoff"),
         levels={model: spec["level"] for model, spec in TEA_MODELS.items()},
     log:
         "results/logs/tea/tradeoff.log",
@@ -102,9 +103,9 @@ rule collapse_trajectory:
     output:
         "results/collapse/{subject}.csv",
     params:
-        code=CODE["collapse"],
+        code=script_code("collapse_trajectory"),
         subject=lambda wildcards: COLLAPSE_SUBJECTS[wildcards.subject],
-        tea=config.get("tea"),
+        collapse=entmap_config.collapse_settings(config),
         base_model=BASE_MODEL,
         runtime=RUNTIME,
     threads: config["torch_threads"]
@@ -123,12 +124,13 @@ rule collapse_summary:
         table="results/tables/collapse.csv",
         png=report(
             "results/figures/collapse.png",
-            caption="../resources/report/collapse.rst",
+            caption="../resources/report/figure.rst",
             category="Semantic collapse and TEA",
         ),
         pdf="results/figures/collapse.pdf",
     params:
-        code=CODE["collapse"] + CODE["figures"],
+        code=script_code("collapse_summary"),
+        caption=figure_caption("collapse"),
     log:
         "results/logs/collapse/summary.log",
     localrule: True

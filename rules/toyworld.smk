@@ -5,7 +5,7 @@
 # resources/models/toyworld/ were made this way (see their MODEL_CARD.md).
 import functools
 
-from entmap.toyworld.training_config import load_training_config
+from entmap.toymodels.training_config import load_training_config
 
 TOYWORLD_TRAIN = config.get("toyworld_training", "configs/toyworld-train.yaml")
 
@@ -27,7 +27,7 @@ rule toyworld_scorer:
         log="results/toyworld/train_logs/scorer.csv",
         record="results/toyworld/train_logs/scorer.json",
     params:
-        code=CODE["toyworld_train"],
+        code=script_code("toyworld_train"),
         kind="scorer",
         train=lambda wildcards: toyworld_settings("scorer"),
     threads: 2
@@ -51,7 +51,7 @@ rule toyworld_vae:
         log="results/toyworld/train_logs/vae.csv",
         record="results/toyworld/train_logs/vae.json",
     params:
-        code=CODE["toyworld_train"],
+        code=script_code("toyworld_train"),
         kind="vae",
         train=lambda wildcards: toyworld_settings("vae"),
     threads: 2
@@ -77,7 +77,7 @@ rule toyworld_text_to_image:
         log="results/toyworld/train_logs/text_to_image.csv",
         record="results/toyworld/train_logs/text_to_image.json",
     params:
-        code=CODE["toyworld_train"],
+        code=script_code("toyworld_train"),
         kind="text_to_image",
         train=lambda wildcards: toyworld_settings("text_to_image"),
     threads: 2
@@ -102,7 +102,7 @@ rule toyworld_models:
     output:
         "results/toyworld/quality.csv",
     params:
-        code=CODE["toyworld_eval"],
+        code=script_code("toyworld_eval"),
     threads: 2
     resources:
         gpu=1,
@@ -126,7 +126,7 @@ rule toyworld_release:
     output:
         directory("results/toyworld/release"),
     params:
-        code=CODE["toyworld_release"],
+        code=script_code("toyworld_release"),
     log:
         "results/logs/toyworld/release.log",
     localrule: True

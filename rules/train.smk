@@ -22,7 +22,7 @@ rule train:
     wildcard_constraints:
         method="lora|cd",
     params:
-        code=CODE["train"],
+        code=script_code("train"),
         subject=subject_identity,
         token=lambda wildcards: entmap_config.method_token(config, wildcards.subject, wildcards.method),
         settings=lambda wildcards: entmap_config.method_settings(config, wildcards.subject, wildcards.method),
@@ -59,7 +59,7 @@ rule class_images:
     output:
         directory("results/class_images/{class_slug}"),
     params:
-        code=CODE["train"],
+        code=script_code("class_images"),
         class_word=lambda wildcards: CLASS_WORDS[wildcards.class_slug],
         n_images=lambda wildcards: CLASS_IMAGE_COUNTS[CLASS_WORDS[wildcards.class_slug]],
         settings=GENERATION,
@@ -87,7 +87,7 @@ rule audit_external:
     output:
         meta="results/adapters/{subject}/external/meta.json",
     params:
-        code=CODE["external"],
+        code=script_code("audit_external"),
         spec=lambda wildcards: config["external"][wildcards.subject],
         base_model=BASE_MODEL,
     resources:
@@ -107,7 +107,7 @@ rule example_external_adapter:
     output:
         "results/examples/{name}.safetensors",
     params:
-        code=CODE["train"],
+        code=script_code("example_external_adapter"),
         base_model=BASE_MODEL,
         resolution=config["generation"]["resolution"],
         runtime=RUNTIME,
@@ -131,7 +131,7 @@ rule perturb:
         adapter="results/adapters/{subject}/perturb/adapter.safetensors",
         meta="results/adapters/{subject}/perturb/meta.json",
     params:
-        code=CODE["train"],
+        code=script_code("perturb"),
         scale=lambda wildcards: PERTURB_SCALES[wildcards.subject],
         seed=config.get("perturb", {}).get("seed", 0),
         base_model=BASE_MODEL,

@@ -33,7 +33,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """A tiny base pipeline and tiny scorer, built once (random weights from seed 0)."""
-    from entmap.tiny import build_tiny_base, build_tiny_scorer
+    from entmap.models.tiny import build_tiny_base, build_tiny_scorer
 
     root = tmp_path_factory.mktemp("tiny")
     build_tiny_base(root / "tiny-sd", seed=0)

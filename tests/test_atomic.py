@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from entmap.atomic import atomic_dir, atomic_path
-from entmap.tables import NOISE_PAIRS, TableError, read_table, write_table
+from entmap.core.atomic import atomic_dir, atomic_path
+from entmap.core.parquet_schemas import NOISE_PAIRS, TableError, read_table, write_table
 
 
 def test_failed_write_leaves_nothing(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 from conftest import REPO
 from PIL import Image
 
-from entmap.config import ConfigError, load_plan, method_settings, settings_hash
+from entmap.config.plan import ConfigError, load_plan, method_settings
+from entmap.core.checksums import settings_hash
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
@@ -127,7 +128,7 @@ def test_merged_per_subject_override_is_validated(config):
 
 
 def test_tea_applies_where_the_method_allows_it(config):
-    from entmap.config import collapse_subjects, tea_models
+    from entmap.config.plan import collapse_subjects, tea_models
 
     config["subjects"]["face1"].setdefault("train", {})["lora"] = {"train_text_encoder": False}
     config["external"]["bare"] = {
@@ -163,7 +164,7 @@ def test_tea_suite_and_grid_are_checked(config):
 def test_default_toy_world_config_is_valid(monkeypatch):
     import yaml
 
-    from entmap.config import tea_models
+    from entmap.config.plan import tea_models
     from entmap.toyworld.suite import TOY_CATEGORIES
 
     monkeypatch.chdir(REPO)

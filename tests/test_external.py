@@ -6,8 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from entmap.external import AdapterMismatchError, ExternalAdapterError, audit_external, check_source
-from entmap.pipeline import apply_adapter, load_model, load_pipeline
+from entmap.models.adapter_formats import AdapterMismatchError, ExternalAdapterError, apply_adapter, check_source
+from entmap.models.audit import audit_external
+from entmap.models.loading import load_model, load_pipeline
 
 CPU = torch.device("cpu")
 

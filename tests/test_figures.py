@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from test_stats import OWN, synthetic
 
-from entmap.aggregate import summarize
-from entmap.figures import (
+from entmap.analysis.summaries import summarize
+from entmap.present.figures import (
     plot_category_matrix,
     plot_drift_scatter,
     plot_entanglement_map,

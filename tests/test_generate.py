@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from entmap.config import settings_hash
-from entmap.disrupt import MismatchError, check_matched, disrupt_shard
-from entmap.generate import generate_model_shard, initial_latents
-from entmap.tables import IMAGES, read_table
+from entmap.core.checksums import settings_hash
+from entmap.core.parquet_schemas import IMAGES, read_table
+from entmap.measure.disrupt import MismatchError, check_matched, disrupt_shard
+from entmap.measure.generate import generate_model_shard
+from entmap.models.sampling import initial_latents
 
 SETTINGS = {"steps": 3, "guidance_scale": 7.5, "resolution": 64, "batch_size": 4, "negative_prompt": ""}
 PROMPTS = pd.DataFrame(
@@ -59,7 +60,7 @@ def test_mismatched_shards_are_refused(base_shard, tmp_path):
 
 
 def test_disrupt_names_the_mismatched_files(base_shard, tmp_path):
-    from entmap.tables import write_table
+    from entmap.core.parquet_schemas import write_table
 
     other = tmp_path / "pers.parquet"
     frame = read_table(base_shard, IMAGES)

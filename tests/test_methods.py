@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from entmap.methods.custom_diffusion import kv_parameters, save_custom_diffusion, train_custom_diffusion
-from entmap.methods.lora import save_lora, train_lora
-from entmap.pipeline import apply_adapter, load_pipeline
-from entmap.references import draw_synthetic
+from entmap.inputs.references import draw_synthetic
+from entmap.models.adapter_formats import apply_adapter, kv_parameters
+from entmap.models.loading import load_pipeline
+from entmap.personalize.custom_diffusion import save_custom_diffusion, train_custom_diffusion
+from entmap.personalize.lora import save_lora, train_lora
 
 CPU = torch.device("cpu")
 BASE = {"steps": 3, "learning_rate": 1e-2, "batch_size": 2, "resolution": 64, "seed": 0}
@@ -137,7 +138,7 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_dir, images):
 def test_mixed_precision_is_cuda_only():
     from contextlib import nullcontext
 
-    from entmap.methods.common import mixed_precision
+    from entmap.personalize.training_loop import mixed_precision
 
     context, scaler = mixed_precision({"mixed_precision": "fp16"}, CPU)
     assert isinstance(context, nullcontext) and scaler is None

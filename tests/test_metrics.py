@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from entmap.metrics import Lpips, clip_cosine, e_sem, e_sem_signed, percentile_threshold, semantic_shift
+from entmap.measure.metrics import Lpips, clip_cosine, e_sem, e_sem_signed, percentile_threshold, semantic_shift
 
 
 def test_e_sem_hand_computed():
@@ -74,7 +74,7 @@ def test_lpips_does_not_touch_global_rng():
 def test_merge_builds_cells_with_the_metric_functions():
     import pandas as pd
 
-    from entmap.merge import merge_cells
+    from entmap.measure.map_cells import merge_cells
 
     seeds = pd.DataFrame({
         "prompt_id": ["p1", "p1", "p2", "p2"], "seed": [0, 1, 0, 1], "model": ["s/lora"] * 4,

@@ -3,7 +3,7 @@
 import pytest
 from conftest import REPO
 
-from entmap.prompts import (
+from entmap.inputs.prompt_suites import (
     PROMPT_CATEGORIES,
     PromptSuiteError,
     load_prompts,

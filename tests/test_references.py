@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from entmap.references import (
+from entmap.inputs.references import (
     ReferenceError,
     check_reference_folder,
     draw_synthetic,

@@ -6,8 +6,14 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from entmap.aggregate import Cube, minmax, normalization_bounds, summarize
-from entmap.stats import cell_significance, frechet_between, frechet_distance, hypotheses, mixed_model
+from entmap.analysis.hypothesis_tests import (
+    cell_significance,
+    frechet_between,
+    frechet_distance,
+    hypotheses,
+    mixed_model,
+)
+from entmap.analysis.summaries import Cube, minmax, normalization_bounds, summarize
 
 OWN = {"face": "people", "object": "objects", "style": "styles"}
 CATEGORIES = ["people", "animals", "objects", "scenes", "styles", "abstract"]
@@ -200,7 +206,7 @@ def test_mixed_model_recovers_a_planted_method_effect():
 def test_paired_shift_matches_scipy_and_flags_a_planted_shift():
     from scipy import stats as sps
 
-    from entmap.stats import paired_shift
+    from entmap.analysis.hypothesis_tests import paired_shift
 
     rng = np.random.default_rng(4)
     shifted = rng.normal(-0.02, 0.01, 20)  # a model whose scores drop on every prompt

@@ -6,9 +6,9 @@ import torch
 from scipy.spatial.distance import directed_hausdorff, mahalanobis
 from scipy.stats import entropy
 
-from entmap.collapse import hausdorff, intra_set, mahalanobis_means, mean_pairwise, similarity_kl
-from entmap.pipeline import load_pipeline
-from entmap.tea import AnchorError, adjust, adjust_prompt_embeds, adjust_token, anchor_row, token_pairs
+from entmap.models.loading import load_pipeline
+from entmap.tea.adjust import AnchorError, adjust, adjust_prompt_embeds, adjust_token, anchor_row, token_pairs
+from entmap.tea.collapse import hausdorff, intra_set, mahalanobis_means, mean_pairwise, similarity_kl
 
 rng = np.random.default_rng(0)
 V = torch.tensor(rng.normal(size=16) * 3.0)
@@ -123,7 +123,7 @@ def test_distances_match_scipy():
 def test_trajectory_diagnostics_match_scipy():
     from scipy.stats import percentileofscore
 
-    from entmap.collapse import trajectory_diagnostics
+    from entmap.tea.collapse import trajectory_diagnostics
 
     vocab = rng.normal(size=(500, 8))
     anchor = vocab[7]

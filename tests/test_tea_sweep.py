@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from entmap.collapse import set_distances
-from entmap.collapse_trajectory import diagnose_trajectory, pooled_prompts
-from entmap.generate import initial_latents, render
-from entmap.pipeline import load_pipeline
-from entmap.prompts import PromptSuiteError, load_context_prompts
-from entmap.score import ClipScorer
-from entmap.tea import adjust, adjust_prompt_embeds, anchored_prompt
-from entmap.tea_sweep import Setting, score_sweep, settings_grid, sweep_images, tradeoff_table
+from entmap.inputs.prompt_suites import PromptSuiteError, load_context_prompts
+from entmap.measure.score import ClipScorer
+from entmap.models.loading import load_pipeline
+from entmap.models.sampling import initial_latents, render
+from entmap.tea.adjust import adjust, adjust_prompt_embeds, anchored_prompt
+from entmap.tea.collapse import set_distances
+from entmap.tea.sweep import Setting, score_sweep, settings_grid, sweep_images, tradeoff_table
+from entmap.tea.trajectory import diagnose_trajectory, pooled_prompts
 
 SUITE = Path(__file__).resolve().parents[1] / "resources/prompts/context-24.tsv"
 GENERATION = {"steps": 3, "guidance_scale": 5.0, "resolution": 64, "batch_size": 4, "negative_prompt": ""}

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from entmap.methods.data import OBJECT_TEMPLATES
-from entmap.methods.textual_inversion import TokenError, save_textual_inversion, train_textual_inversion
-from entmap.pipeline import load_pipeline
-from entmap.references import draw_synthetic
+from entmap.inputs.references import draw_synthetic
+from entmap.models.loading import load_pipeline
+from entmap.personalize.captions import OBJECT_TEMPLATES
+from entmap.personalize.textual_inversion import TokenError, save_textual_inversion, train_textual_inversion
 
 SETTINGS = {"steps": 4, "learning_rate": 5e-2, "batch_size": 2, "resolution": 64, "save_every": 2, "seed": 0}
 CPU = torch.device("cpu")

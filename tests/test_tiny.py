@@ -5,8 +5,8 @@ import json
 import open_clip
 import torch
 
-from entmap.pipeline import load_pipeline
-from entmap.tiny import build_tiny_base
+from entmap.models.loading import load_pipeline
+from entmap.models.tiny import build_tiny_base
 
 
 def test_tiny_base_loads_with_from_pretrained(tiny_dir):

@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
+from entmap.toymodels.train import soft_infonce
+from entmap.toymodels.training_config import load_training_config
 from entmap.toyworld.subjects import TOY_KINDS, draw_subject
 from entmap.toyworld.suite import TOY_CATEGORIES, suite_tsv
-from entmap.toyworld.train import soft_infonce
-from entmap.toyworld.training_config import load_training_config
 from entmap.toyworld.world import COLOURS, HELD_OUT_PAIRS, Scene, all_scenes, read_scene, render, training_scenes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_held_out_pairs_are_one_per_colour_and_shape_and_never_trained():
 
 def test_shipped_suite_is_the_generated_one():
     assert (REPO / "resources/prompts/toyworld-60.tsv").read_text() == suite_tsv()
-    from entmap.prompts import load_prompts
+    from entmap.inputs.prompt_suites import load_prompts
 
     suite = load_prompts(REPO / "resources/prompts/toyworld-60.tsv", categories=TOY_CATEGORIES)
     assert suite.groupby("category").size().eq(10).all()
@@ -98,7 +98,7 @@ def test_soft_infonce_with_partial_captions_by_hand():
 
 
 def test_partial_captions_and_their_matches():
-    from entmap.toyworld.train import attribute_indices, caption_match, partial_subsets
+    from entmap.toymodels.train import attribute_indices, caption_match, partial_subsets
     from entmap.toyworld.world import Scene
 
     red_circle = Scene("red", "circle", "on the left", "striped")
@@ -118,7 +118,7 @@ def test_partial_captions_and_their_matches():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Each toy-world model trained for a few steps on CPU from the shipped training config."""
-    from entmap.toyworld.train import run_training
+    from entmap.toymodels.train import run_training
 
     root = tmp_path_factory.mktemp("toy")
     block = load_training_config(REPO / "configs/toyworld-train.yaml", TRAIN_SCHEMA)
@@ -150,7 +150,7 @@ def test_training_writes_loadable_standard_layouts(trained):
 
 
 def test_model_card_lists_data_training_and_quality():
-    from entmap.toyworld.card import model_card
+    from entmap.toymodels.card import model_card
 
     quality = pd.DataFrame(
         {"images": ["generated"], "prompts": ["held-out"], "attribute": ["colour"], "accuracy": [0.97]}
@@ -180,7 +180,7 @@ def test_model_card_lists_data_training_and_quality():
 
 def test_centre_latents_keeps_the_autoencoder_and_centres_its_latents():
     """Folding the mean into quant_conv/post_quant_conv: decode(encode(x)) unchanged, latents centred."""
-    from entmap.toyworld.train import build_vae, centre_latents, to_unit_range, vae_batch
+    from entmap.toymodels.train import build_vae, centre_latents, to_unit_range, vae_batch
     from entmap.toyworld.world import all_scenes
 
     torch.manual_seed(0)
@@ -198,7 +198,7 @@ def test_centre_latents_keeps_the_autoencoder_and_centres_its_latents():
 
 
 def test_training_config_is_checked_and_names_the_file_and_keys(tmp_path):
-    from entmap.config import ConfigError
+    from entmap.config.validation import ConfigError
 
     shipped = load_training_config(REPO / "configs/toyworld-train.yaml", TRAIN_SCHEMA)
     assert shipped["text_to_image"]["attention_heads"] == 2 and shipped["vae"]["kl_weight"] == 1e-5
@@ -216,7 +216,7 @@ def test_training_config_is_checked_and_names_the_file_and_keys(tmp_path):
 
 def test_vae_training_repeats_with_its_seed_whatever_the_global_rng(tmp_path):
     """The posterior sample uses the seeded generator: the global torch RNG does not matter."""
-    from entmap.toyworld.train import train_vae
+    from entmap.toymodels.train import train_vae
 
     settings = load_training_config(REPO / "configs/toyworld-train.yaml", TRAIN_SCHEMA)["vae"]
     settings = dict(settings, steps=2, decoder_steps=1, batch_size=4, lr_warmup_steps=0)
@@ -229,8 +229,8 @@ def test_vae_training_repeats_with_its_seed_whatever_the_global_rng(tmp_path):
 
 
 def test_training_config_takes_the_shared_optimizers_optional_keys(tmp_path):
-    """What entmap.methods.common.optimize reads with a default is allowed, not required."""
-    from entmap.config import ConfigError
+    """What entmap.personalize.training_loop.optimize reads with a default is allowed, not required."""
+    from entmap.config.validation import ConfigError
 
     config = yaml.safe_load((REPO / "configs/toyworld-train.yaml").read_text())
     extra = {"mixed_precision": "bf16", "adam_beta1": 0.8, "gradient_accumulation_steps": 2, "scale_lr": False}

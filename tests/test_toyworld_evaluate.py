@@ -1,4 +1,4 @@
-"""The toy world's quality table (entmap.toyworld.evaluate) and its command."""
+"""The toy world's quality table (entmap.toymodels.evaluate) and its command."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from entmap.cli import main
-from entmap.toyworld.evaluate import evaluate, evaluation_scenes, quality_table
+from entmap.toymodels.evaluate import evaluate, evaluation_scenes, quality_table
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "resources/models/toyworld"

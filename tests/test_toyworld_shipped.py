@@ -117,7 +117,7 @@ def test_toy_prompts_fit_the_shipped_scorers_context():
     text is flagged and warned about."""
     import yaml
 
-    from entmap.score import ClipScorer
+    from entmap.measure.score import ClipScorer
 
     scorer = ClipScorer(f"local-dir:{SHIPPED / 'clip'}", None, torch.device("cpu"))
     suite = pd.read_csv(REPO / "resources/prompts/toyworld-60.tsv", sep="\t")
@@ -137,7 +137,7 @@ def test_pixel_checks_read_scenes_back_through_the_shipped_autoencoder():
     accuracy is the model's, not the check's."""
     from diffusers import AutoencoderKL
 
-    from entmap.toyworld.train import to_unit_range
+    from entmap.toymodels.train import to_unit_range
     from entmap.toyworld.world import all_scenes, read_position
 
     vae = AutoencoderKL.from_pretrained(str(SHIPPED / "sd/vae"), torch_dtype=torch.float32).eval()

@@ -16,8 +16,8 @@ import yaml
 from conftest import SNAKEMAKE, kill_config, make_workdir, snakemake
 from PIL import Image
 
-from entmap.images import decode_png
-from entmap.tables import CELLS, DISRUPTION, IMAGES, NOISE_PAIRS, SCORES, TEA_IMAGES, read_table
+from entmap.core.image_codec import decode_png
+from entmap.core.parquet_schemas import CELLS, DISRUPTION, IMAGES, NOISE_PAIRS, SCORES, TEA_IMAGES, read_table
 
 pytestmark = pytest.mark.workflow
 MODELS = [
@@ -279,7 +279,7 @@ def test_sigkill_midway_then_rerun_completes_with_whole_outputs(tmp_path, finish
 
 def test_paper_config_schedules_all_45_models(tmp_path, tiny_config):
     """configs/paper.yaml with its reference folders filled (here by synthetic images)."""
-    from entmap.references import make_synthetic_references
+    from entmap.inputs.references import make_synthetic_references
 
     workdir = make_workdir(tmp_path, tiny_config)
     paper = yaml.safe_load((workdir / "configs/paper.yaml").read_text())
@@ -456,7 +456,7 @@ def test_changing_the_seeds_regenerates_every_model(finished_run):
 
 
 def test_editing_analysis_code_reruns_analysis_only(finished_run):
-    source = finished_run / "src/entmap/stats.py"
+    source = finished_run / "src/entmap/analysis/hypothesis_tests.py"
     original = source.read_text()
     try:
         source.write_text(original + "\n# an edit to the analysis code\n")
@@ -473,7 +473,7 @@ def test_archive_round_trip_and_tamper_detection(finished_run, tmp_path):
     import sys
     import tarfile
 
-    from entmap.archive import verify_archive
+    from entmap.present.archive import verify_archive
 
     snakemake(finished_run, "archive", "--cores", "1")
     archive = finished_run / "results/archive/entmap-run.tar.gz"

@@ -1,10 +1,10 @@
-"""Rule analyze: see entmap.analyze.run_analysis."""
+"""Rule analyze: see entmap.analysis.run.run_analysis."""
 
 import os
 
-from entmap.analyze import run_analysis
-from entmap.joblog import job_log
-from entmap.prompts import prompts_by_id
+from entmap.analysis.run import run_analysis
+from entmap.core.joblog import job_log
+from entmap.inputs.prompt_suites import prompts_by_id
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

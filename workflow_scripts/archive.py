@@ -1,7 +1,7 @@
-"""Rule archive: see entmap.archive.write_archive."""
+"""Rule archive: see entmap.present.archive.write_archive."""
 
-from entmap.archive import write_archive
-from entmap.joblog import job_log
+from entmap.core.joblog import job_log
+from entmap.present.archive import write_archive
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]) as log:

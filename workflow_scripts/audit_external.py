@@ -1,7 +1,7 @@
-"""Rule audit_external: see entmap.external.audit_external."""
+"""Rule audit_external: see entmap.models.audit.audit_external."""
 
-from entmap.external import audit_external
-from entmap.joblog import job_log
+from entmap.core.joblog import job_log
+from entmap.models.audit import audit_external
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]) as log:

@@ -1,7 +1,7 @@
-"""Rule build_tiny_base: see entmap.tiny."""
+"""Rule build_tiny_base: see entmap.models.tiny."""
 
-from entmap.joblog import job_log
-from entmap.tiny import build_tiny_base, build_tiny_scorer
+from entmap.core.joblog import job_log
+from entmap.models.tiny import build_tiny_base, build_tiny_scorer
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]) as log:

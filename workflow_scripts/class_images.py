@@ -1,7 +1,7 @@
-"""Rule class_images: see entmap.train.generate_class_images."""
+"""Rule class_images: see entmap.personalize.train.generate_class_images."""
 
-from entmap.joblog import job_log
-from entmap.train import generate_class_images
+from entmap.core.joblog import job_log
+from entmap.personalize.train import generate_class_images
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,8 +1,8 @@
-"""Rule collapse_summary: see entmap.collapse_trajectory.merge_tables and entmap.figures.collapse_figure."""
+"""Rule collapse_summary: see entmap.tea.trajectory.merge_tables and entmap.present.figures.collapse_figure."""
 
-from entmap.collapse_trajectory import merge_tables
-from entmap.figures import collapse_figure
-from entmap.joblog import job_log
+from entmap.core.joblog import job_log
+from entmap.present.figures import collapse_figure
+from entmap.tea.trajectory import merge_tables
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

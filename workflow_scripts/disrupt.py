@@ -1,7 +1,7 @@
-"""Rule disrupt: see entmap.disrupt.disrupt_shard."""
+"""Rule disrupt: see entmap.measure.disrupt.disrupt_shard."""
 
-from entmap.disrupt import disrupt_shard
-from entmap.joblog import job_log
+from entmap.core.joblog import job_log
+from entmap.measure.disrupt import disrupt_shard
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,7 @@
-"""Rule example_external_adapter: see entmap.examples.train_example_lora."""
+"""Rule example_external_adapter: see entmap.personalize.examples.train_example_lora."""
 
-from entmap.examples import train_example_lora
-from entmap.joblog import job_log
+from entmap.core.joblog import job_log
+from entmap.personalize.examples import train_example_lora
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

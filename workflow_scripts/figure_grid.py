@@ -1,10 +1,10 @@
-"""Rule figure_grid: see entmap.grids.image_grid."""
+"""Rule figure_grid: see entmap.present.grids.image_grid."""
 
 from pathlib import Path
 
-from entmap.grids import image_grid
-from entmap.joblog import job_log
-from entmap.prompts import prompts_by_id
+from entmap.core.joblog import job_log
+from entmap.inputs.prompt_suites import prompts_by_id
+from entmap.present.grids import image_grid
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

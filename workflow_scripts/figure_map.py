@@ -1,9 +1,9 @@
-"""Rule figure_map: see entmap.figures.entanglement_map_figure."""
+"""Rule figure_map: see entmap.present.figures.entanglement_map_figure."""
 
 from pathlib import Path
 
-from entmap.figures import entanglement_map_figure
-from entmap.joblog import job_log
+from entmap.core.joblog import job_log
+from entmap.present.figures import entanglement_map_figure
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

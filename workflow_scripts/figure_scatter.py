@@ -1,9 +1,9 @@
-"""Rule figure_scatter: see entmap.figures.drift_scatter_figure."""
+"""Rule figure_scatter: see entmap.present.figures.drift_scatter_figure."""
 
 from pathlib import Path
 
-from entmap.figures import drift_scatter_figure
-from entmap.joblog import job_log
+from entmap.core.joblog import job_log
+from entmap.present.figures import drift_scatter_figure
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

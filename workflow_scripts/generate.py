@@ -1,8 +1,8 @@
-"""Rules generate_base and generate_personalized: see entmap.generate.generate_model_shard."""
+"""Rules generate_base and generate_personalized: see entmap.measure.generate.generate_model_shard."""
 
-from entmap.generate import generate_model_shard
-from entmap.joblog import job_log
-from entmap.prompts import prompts_by_id
+from entmap.core.joblog import job_log
+from entmap.inputs.prompt_suites import prompts_by_id
+from entmap.measure.generate import generate_model_shard
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,7 @@
-"""Rule make_references: see entmap.references.make_references."""
+"""Rule make_references: see entmap.inputs.references.make_references."""
 
-from entmap.joblog import job_log
-from entmap.references import make_references
+from entmap.core.joblog import job_log
+from entmap.inputs.references import make_references
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]) as log:

@@ -1,10 +1,10 @@
-"""Rule merge_map: see entmap.merge.merge_map."""
+"""Rule merge_map: see entmap.measure.map_cells.merge_map."""
 
 import json
 
-from entmap.joblog import job_log
-from entmap.merge import merge_map
-from entmap.prompts import prompts_by_id
+from entmap.core.joblog import job_log
+from entmap.inputs.prompt_suites import prompts_by_id
+from entmap.measure.map_cells import merge_map
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,7 @@
-"""Rule noise_floor: see entmap.noise_floor.noise_floor_shard."""
+"""Rule noise_floor: see entmap.measure.noise_floor.noise_floor_shard."""
 
-from entmap.joblog import job_log
-from entmap.noise_floor import noise_floor_shard
+from entmap.core.joblog import job_log
+from entmap.measure.noise_floor import noise_floor_shard
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,7 @@
-"""Rule noise_floor_thresholds: see entmap.noise_floor.merge_noise_floor."""
+"""Rule noise_floor_thresholds: see entmap.measure.noise_floor.merge_noise_floor."""
 
-from entmap.joblog import job_log
-from entmap.noise_floor import merge_noise_floor
+from entmap.core.joblog import job_log
+from entmap.measure.noise_floor import merge_noise_floor
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]) as log:

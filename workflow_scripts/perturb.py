@@ -1,9 +1,9 @@
-"""Rule perturb: see entmap.train.make_perturbation."""
+"""Rule perturb: see entmap.personalize.train.make_perturbation."""
 
 import os
 
-from entmap.joblog import job_log
-from entmap.train import make_perturbation
+from entmap.core.joblog import job_log
+from entmap.personalize.train import make_perturbation
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,9 +1,9 @@
-"""Rule report: see entmap.report.write_report."""
+"""Rule report: see entmap.present.report.write_report."""
 
 import os
 
-from entmap.joblog import job_log
-from entmap.report import write_report
+from entmap.core.joblog import job_log
+from entmap.present.report import write_report
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):
@@ -11,8 +11,8 @@ with job_log(sm.log[0]):
         tables_dir=os.path.dirname(sm.input.tables[0]),
         stats_dir=os.path.dirname(sm.input.stats[0]),
         noise_floor_path=sm.input.noise_floor,
-        figures=[(path, sm.params.captions[path]) for path in sm.input.figures],
+        figures=list(sm.input.figures),
         config=sm.params.config,
-        collapse_tea=[(path, *sm.params.collapse_tea[path]) for path in sm.input.collapse_tea],
+        collapse_tea=list(sm.input.collapse_tea),
         out_path=sm.output[0],
     )

@@ -1,8 +1,8 @@
-"""Rule score: see entmap.score.score_shard."""
+"""Rule score: see entmap.measure.score.score_shard."""
 
-from entmap.joblog import job_log
-from entmap.prompts import prompts_by_id
-from entmap.score import score_shard
+from entmap.core.joblog import job_log
+from entmap.inputs.prompt_suites import prompts_by_id
+from entmap.measure.score import score_shard
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,14 +1,14 @@
-"""Rule tea_score: see entmap.tea_sweep.run_scoring."""
+"""Rule tea_score: see entmap.tea.sweep.run_scoring."""
 
-from entmap.joblog import job_log
-from entmap.prompts import load_context_prompts
-from entmap.tea_sweep import run_scoring
+from entmap.core.joblog import job_log
+from entmap.inputs.prompt_suites import load_context_prompts
+from entmap.tea.sweep import run_scoring
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):
     run_scoring(
         images_path=sm.input.images,
-        prompts=load_context_prompts(sm.input.suite, sm.params.tea.get("prompts")),
+        prompts=load_context_prompts(sm.input.suite, sm.params.prompts),
         class_word=sm.params.spec["class_word"],
         reference_dir=sm.params.spec["references"],
         scorer_spec=sm.params.scorer,

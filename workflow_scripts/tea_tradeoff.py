@@ -1,8 +1,8 @@
-"""Rule tea_tradeoff: see entmap.tea_sweep.write_tradeoff and entmap.figures.tea_tradeoff_figure."""
+"""Rule tea_tradeoff: see entmap.tea.sweep.write_tradeoff and entmap.present.figures.tea_tradeoff_figure."""
 
-from entmap.figures import tea_tradeoff_figure
-from entmap.joblog import job_log
-from entmap.tea_sweep import write_tradeoff
+from entmap.core.joblog import job_log
+from entmap.present.figures import tea_tradeoff_figure
+from entmap.tea.sweep import write_tradeoff
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

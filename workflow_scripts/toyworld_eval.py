@@ -1,8 +1,8 @@
 """Rule toyworld_models: see entmap.toyworld.evaluate.evaluate (the quality table)."""
 
-from entmap.atomic import write_text
-from entmap.joblog import job_log
-from entmap.toyworld.evaluate import evaluate
+from entmap.core.atomic import write_text
+from entmap.core.joblog import job_log
+from entmap.toymodels.evaluate import evaluate
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

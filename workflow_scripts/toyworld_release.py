@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from entmap.joblog import job_log
-from entmap.report import git_commit
-from entmap.toyworld.card import release
+from entmap.core.joblog import job_log
+from entmap.core.provenance import git_commit
+from entmap.toymodels.card import release
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,7 @@
 """Rules toyworld_scorer, toyworld_vae, toyworld_text_to_image: see entmap.toyworld.train.run_training."""
 
-from entmap.joblog import job_log
-from entmap.toyworld.train import run_training
+from entmap.core.joblog import job_log
+from entmap.toymodels.train import run_training
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,9 +1,9 @@
-"""Rules train and train_ti: see entmap.train.train_adapter."""
+"""Rules train and train_ti: see entmap.personalize.train.train_adapter."""
 
 import os
 
-from entmap.joblog import job_log
-from entmap.train import train_adapter
+from entmap.core.joblog import job_log
+from entmap.personalize.train import train_adapter
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,9 @@
 """entmap: Concept Entanglement Maps for personalized text-to-image diffusion models.
 
-The package holds all logic; the Snakemake workflow only calls it. It never
-imports snakemake.
+The package holds all logic; the Snakemake workflow only calls it, and it never imports snakemake.
+Its subpackages follow the workflow's stages (see the module map in README.md).
 """
 
-__version__ = "0.1.0"
+from entmap.core.provenance import __version__
+
+__all__ = ["__version__"]

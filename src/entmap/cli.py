@@ -13,7 +13,7 @@ TOYWORLD = "resources/models/toyworld"
 
 
 def verify_archive_command(args: argparse.Namespace) -> int:
-    from entmap.archive import verify_archive
+    from entmap.present.archive import verify_archive
 
     problems = verify_archive(args.folder)
     for problem in problems:
@@ -28,7 +28,7 @@ def verify_archive_command(args: argparse.Namespace) -> int:
 def toyworld_eval_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from entmap.toyworld.evaluate import evaluate, evaluation_scenes
+    from entmap.toymodels.evaluate import evaluate, evaluation_scenes
 
     problems = []
     if not (Path(args.model) / "model_index.json").is_file():
@@ -49,7 +49,7 @@ def toyworld_eval_command(args: argparse.Namespace) -> int:
     )
     print(table.to_markdown(index=False, floatfmt=".3f"))
     if args.csv:
-        from entmap.atomic import write_text
+        from entmap.core.atomic import write_text
 
         write_text(args.csv, table.to_csv(index=False))
     return 0
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify-archive", help="recompute the checksums of an unpacked run archive")
     verify.add_argument("folder", help="the unpacked archive's top folder (holds MANIFEST.sha256)")
     verify.set_defaults(run=verify_archive_command)
-    from entmap.toyworld.evaluate import DDIM_STEPS, GUIDANCE, PER_SPLIT, SEEDS
+    from entmap.toymodels.evaluate import DDIM_STEPS, GUIDANCE, PER_SPLIT, SEEDS
 
     toy = commands.add_parser("toyworld-eval", help="quality table of the toy world's text-to-image model and scorer")
     toy.add_argument("--model", default=f"{TOYWORLD}/sd", help="diffusers folder of the text-to-image model")

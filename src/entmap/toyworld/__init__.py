@@ -1,1 +1,1 @@
-"""The toy world: synthetic captioned scenes, and tiny models trained on them (see world.py)."""
+"""The toy world: deterministic 32x32 scenes, their captions and pixel checks, toy subjects and prompt suites."""

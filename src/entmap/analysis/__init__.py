@@ -1,0 +1,1 @@
+"""Analysis of the map: E(s), the paper's tables with bootstrap intervals, hypothesis tests."""

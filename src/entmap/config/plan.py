@@ -1,0 +1,304 @@
+"""The run plan: semantic checks of a schema-valid config, and everything the rules derive from it.
+
+The Snakefile calls :func:`load_plan` before any rule is defined, so a bad
+config stops the run before a job starts, with a message naming the key (or
+file) and the fix. Everything the rules need (selected prompts, shards,
+personalized models, per-subject settings) is derived here, in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from entmap.config.validation import ConfigError, validate_config
+from entmap.core.vocabulary import CONTROL_CATEGORY, TEA_METHODS
+from entmap.inputs.prompt_suites import Shard, load_context_prompts, load_prompts, make_shards, select_prompts
+from entmap.inputs.references import check_reference_folder
+from entmap.models.adapter_formats import check_source
+
+#: Where derived artefacts of tiny models live (outputs of build_tiny_base).
+TINY_BASE_DIR = "results/models/tiny-sd"
+TINY_SCORER_DIR = "results/models/tiny-clip"
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run does, derived from a validated config."""
+
+    config: dict[str, Any]
+    prompts: pd.DataFrame
+    shards: tuple[Shard, ...]
+    models: tuple[str, ...]  # personalized models as "subject/method"
+
+    @property
+    def shard_names(self) -> list[str]:
+        return [s.name for s in self.shards]
+
+    def shard(self, name: str) -> Shard:
+        for shard in self.shards:
+            if shard.name == name:
+                return shard
+        raise KeyError(f"unknown shard {name!r}")
+
+
+def check_semantics(config: dict[str, Any]) -> None:
+    """Checks the schema cannot express: cross-references, files, seed counts."""
+    problems = []
+    gen = config["generation"]
+    if 2 * config["noise_floor"]["pairs"] > gen["seeds"]:
+        problems.append(
+            f"noise_floor.pairs = {config['noise_floor']['pairs']} needs at least "
+            f"{2 * config['noise_floor']['pairs']} seeds, but generation.seeds = {gen['seeds']}"
+        )
+    if config["base"]["kind"] == "pretrained" and not config["base"].get("model"):
+        problems.append("base.model must name a diffusers folder or hub id when base.kind is pretrained")
+    if config["scorer"]["kind"] == "open_clip" and not config["scorer"].get("model"):
+        problems.append("scorer.model must name an open_clip model when scorer.kind is open_clip")
+    for name, subject in config["subjects"].items():
+        where = f"subjects.{name}"
+        if subject["category"] not in config["subject_categories"]:
+            problems.append(
+                f"{where}.category: unknown subject category {subject['category']!r}; "
+                f"use one of {sorted(config['subject_categories'])} or add it to subject_categories"
+            )
+        for method in subject["methods"]:
+            if method not in config["methods"]:
+                problems.append(f"{where}.methods: method {method!r} has no settings block methods.{method}")
+        refs = subject["references"]
+        if isinstance(refs, str):
+            try:
+                check_reference_folder(refs)
+            except ValueError as exc:
+                problems.append(f"{where}.references: {exc}")
+    for name in perturbation_scales(config):
+        if name in config["subjects"] or name in config.get("external", {}):
+            problems.append(f"perturb.scales: model name {name} is also a subject or external entry; rename it")
+    if not config["subjects"] and not config.get("external"):
+        problems.append("subjects and external are both empty: the map needs at least one personalized model")
+    for name, entry in config.get("external", {}).items():
+        if name in config["subjects"]:
+            problems.append(f"external.{name}: the name is also a subject; use another name")
+        if entry["category"] not in config["subject_categories"]:
+            problems.append(
+                f"external.{name}.category: unknown subject category {entry['category']!r}; "
+                f"use one of {sorted(config['subject_categories'])}"
+            )
+        if not _produced_by_workflow(entry["path"]):
+            try:
+                check_source(name, entry)
+            except ValueError as exc:
+                problems.append(str(exc))
+    tea = config.get("tea") or {}
+    if tea.get("enabled"):
+        try:
+            load_context_prompts(tea["suite"], tea.get("prompts"))
+        except ValueError as exc:
+            problems.append(f"tea.suite: {exc}")
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Plan:
+    """Validate ``config`` completely and derive the run plan."""
+    validate_config(config, schema_path)
+    check_semantics(config)
+    try:
+        prompts = select_prompts(load_prompts(config["prompts"]["suite"]), config["prompts"].get("per_category"))
+    except ValueError as exc:
+        raise ConfigError(f"prompts.suite: {exc}") from exc
+    present = sorted(set(prompts["category"]))
+    missing = {k: v for k, v in config["subject_categories"].items() if v not in present}
+    if missing:
+        raise ConfigError(
+            "invalid configuration:\n"
+            + "\n".join(
+                f"  subject_categories.{k}: prompt category {v!r} is not in the selected prompts of "
+                f"{config['prompts']['suite']}; use one of {present}"
+                for k, v in missing.items()
+            )
+        )
+    shards = make_shards(list(prompts["id"]), config["prompts"]["shard_size"])
+    models = tuple(f"{name}/{method}" for name, subject in config["subjects"].items() for method in subject["methods"])
+    models += tuple(f"{name}/external" for name in config.get("external", {}))
+    models += tuple(f"{name}/perturb" for name in perturbation_scales(config))
+    return Plan(config=config, prompts=prompts, shards=tuple(shards), models=models)
+
+
+def method_settings(config: dict[str, Any], subject: str, method: str) -> dict[str, Any]:
+    """The training settings of ``method`` for ``subject``: the methods block plus overrides."""
+    settings = copy.deepcopy(config["methods"][method])
+    settings.update(config["subjects"][subject].get("train", {}).get(method, {}))
+    return settings
+
+
+def subject_token(config: dict[str, Any], subject: str) -> str:
+    """The placeholder token of a subject (default ``<subject>``)."""
+    return config["subjects"][subject].get("token") or f"<{subject}>"
+
+
+def method_token(config: dict[str, Any], subject: str, method: str) -> str:
+    """The token a method learns: a new token for ti/cd, the rare-token identifier for LoRA."""
+    if method == "lora":
+        return method_settings(config, subject, "lora").get("identifier", "sks")
+    return subject_token(config, subject)
+
+
+def subject_category(config: dict[str, Any], name: str) -> str:
+    """The (declared) subject category of a subject or an external adapter; "control" for perturbations."""
+    if name in config["subjects"]:
+        return config["subjects"][name]["category"]
+    if name in config.get("external", {}):
+        return config["external"][name]["category"]
+    return CONTROL_CATEGORY
+
+
+def perturbation_scales(config: dict[str, Any]) -> dict[str, float]:
+    """Model subject name -> relative noise scale of the planted-effect control (e.g. kv0p1 -> 0.1)."""
+    scales = config.get("perturb", {}).get("scales", [])
+    return {"kv" + f"{scale:g}".replace(".", "p").replace("-", "m"): float(scale) for scale in scales}
+
+
+def class_image_counts(config: dict[str, Any]) -> dict[str, int]:
+    """Class word -> number of prior-preservation images (the most any subject of it needs)."""
+    counts: dict[str, int] = {}
+    for name, subject in config["subjects"].items():
+        for method in subject["methods"]:
+            settings = method_settings(config, name, method)
+            if settings.get("prior_preservation", False):
+                word = subject["class_word"]
+                counts[word] = max(counts.get(word, 0), settings.get("num_class_images", 100))
+    return counts
+
+
+def class_slug(class_word: str) -> str:
+    """A file-name-safe name of a class word ("stuffed animal" -> "stuffed-animal")."""
+    return re.sub(r"[^a-z0-9]+", "-", class_word.lower()).strip("-") or "class"
+
+
+def _produced_by_workflow(path: str) -> bool:
+    """Paths under results/ are outputs of this workflow (e.g. the default's example adapter)."""
+    return Path(path).parts[:1] == ("results",)
+
+
+def base_model_id(config: dict[str, Any]) -> str:
+    """Folder or hub id of the base diffusers pipeline."""
+    return TINY_BASE_DIR if config["base"]["kind"] == "tiny" else config["base"]["model"]
+
+
+def scorer_spec(config: dict[str, Any]) -> dict[str, str | None]:
+    """open_clip model name and pretrained tag/file of the CLIP scorer."""
+    if config["scorer"]["kind"] == "tiny":
+        return {"model": f"local-dir:{TINY_SCORER_DIR}", "pretrained": None}
+    return {"model": config["scorer"]["model"], "pretrained": config["scorer"].get("pretrained")}
+
+
+def generation_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Everything that must be equal for two images to be seed-matched (the model aside)."""
+    gen = config["generation"]
+    return {
+        "base_model": base_model_id(config),
+        "steps": gen["steps"],
+        "guidance_scale": gen["guidance_scale"],
+        "resolution": gen["resolution"],
+        "negative_prompt": gen.get("negative_prompt", ""),
+        "scheduler": gen.get("scheduler", "ddim"),
+        "dtype": config["dtype"],
+        "batch_size": gen["batch_size"],
+    }
+
+
+def seeds(config: dict[str, Any]) -> list[int]:
+    """The K seeds z_1..z_K: first_seed, first_seed + 1, ..."""
+    first = config["generation"].get("first_seed", 0)
+    return list(range(first, first + config["generation"]["seeds"]))
+
+
+def tea_enabled(config: dict[str, Any]) -> bool:
+    return bool((config.get("tea") or {}).get("enabled"))
+
+
+def tea_models(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The models TEA applies to, model -> {level, token, class_word, references}.
+
+    Token level: Textual Inversion (trained, or external kind ti). Prompt level: LoRA trained
+    with a text-encoder adapter, Custom Diffusion, and external lora/cd/checkpoint adapters that
+    declare ``token`` and ``class_word``. ``references`` is the folder CLIP-I compares against
+    (None: an external adapter without references).
+    """
+    if not tea_enabled(config):
+        return {}
+    methods = set(config["tea"].get("methods", TEA_METHODS))
+    models: dict[str, dict[str, Any]] = {}
+    for name, subject in config["subjects"].items():
+        refs = subject["references"]
+        folder = refs if isinstance(refs, str) else f"results/references/{name}"
+        for method in subject["methods"]:
+            if method not in methods:
+                continue
+            if method == "lora" and not method_settings(config, name, "lora").get("train_text_encoder", False):
+                continue
+            models[f"{name}/{method}"] = {
+                "level": "token" if method == "ti" else "prompt",
+                "token": method_token(config, name, method),
+                "class_word": subject["class_word"],
+                "references": folder,
+            }
+    if "external" in methods:
+        for name, entry in config.get("external", {}).items():
+            if entry.get("token") and entry.get("class_word"):
+                models[f"{name}/external"] = {
+                    "level": "token" if entry["kind"] == "ti" else "prompt",
+                    "token": entry["token"],
+                    "class_word": entry["class_word"],
+                    "references": entry.get("references"),
+                }
+    return models
+
+
+def collapse_subjects(config: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Subjects with a Textual Inversion trajectory to diagnose, subject -> {token, class_word}."""
+    if not tea_enabled(config):
+        return {}
+    return {
+        name: {"token": subject_token(config, name), "class_word": subject["class_word"]}
+        for name, subject in config["subjects"].items()
+        if "ti" in subject["methods"]
+    }
+
+
+def tea_seeds(config: dict[str, Any]) -> list[int]:
+    """The sweep's seeds: the first ``tea.seeds`` of the map's seed sequence."""
+    first = config["generation"].get("first_seed", 0)
+    return list(range(first, first + config["tea"]["seeds"]))
+
+
+def tea_sweep_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The TEA settings a sweep's images depend on (not ``methods``: which models are swept).
+
+    ``norm_mix`` is kept only for the variant that reads it.
+    """
+    if not tea_enabled(config):
+        return {}
+    tea = config["tea"]
+    variant = tea.get("variant", "tea")
+    return {
+        "prompts": tea.get("prompts"),
+        "alphas": list(tea["alphas"]),
+        "betas": list(tea["betas"]),
+        "variant": variant,
+        "norm_mix": tea.get("norm_mix") if variant == "norm_mix" else None,
+        "anchor_reduction": tea.get("anchor_reduction"),
+    }
+
+
+def collapse_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a Textual Inversion trajectory's collapse diagnostics depend on."""
+    if not tea_enabled(config):
+        return {}
+    return {"prompts": config["tea"].get("collapse_prompts"), "anchor_reduction": config["tea"].get("anchor_reduction")}

@@ -1,0 +1,159 @@
+"""Parquet tables with explicit schemas, written atomically.
+
+Every table the workflow passes between rules has a pyarrow schema here.
+Readers check the schema, so a shard from an incompatible version or a
+foreign file is refused with the file's name instead of failing later.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from entmap.core.atomic import atomic_path
+
+IMAGES = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("seed", pa.int64()),
+        ("model", pa.string()),
+        ("settings_hash", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("png", pa.binary()),
+    ]
+)
+
+SCORES = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("seed", pa.int64()),
+        ("model", pa.string()),
+        ("settings_hash", pa.string()),
+        ("clip_cos", pa.float64()),
+        ("image_embedding", pa.list_(pa.float32())),
+    ]
+)
+
+DISRUPTION = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("seed", pa.int64()),
+        ("model", pa.string()),
+        ("a_base", pa.float64()),
+        ("a_pers", pa.float64()),
+        ("d_sem", pa.float64()),
+        ("lpips", pa.float64()),
+    ]
+)
+
+NOISE_PAIRS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("seed_a", pa.int64()),
+        ("seed_b", pa.int64()),
+        ("d_sem", pa.float64()),
+        ("lpips", pa.float64()),
+    ]
+)
+
+CELLS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("category", pa.string()),
+        ("text", pa.string()),
+        ("model", pa.string()),
+        ("subject", pa.string()),
+        ("method", pa.string()),
+        ("subject_category", pa.string()),
+        ("n_seeds", pa.int64()),
+        ("e_sem", pa.float64()),
+        ("e_sem_signed", pa.float64()),
+        ("e_per", pa.float64()),
+        ("above_tau_sem", pa.bool_()),
+        ("above_tau_per", pa.bool_()),
+    ]
+)
+
+TRAIN_LOG = pa.schema(
+    [
+        ("step", pa.int64()),
+        ("loss", pa.float64()),
+        ("lr", pa.float64()),
+    ]
+)
+
+TEA_IMAGES = pa.schema(
+    [
+        ("model", pa.string()),
+        ("setting", pa.string()),
+        ("alpha", pa.float64()),
+        ("beta", pa.float64()),
+        ("prompt_id", pa.string()),
+        ("seed", pa.int64()),
+        ("png", pa.binary()),
+    ]
+)
+
+TEA_SCORES = pa.schema(
+    [
+        ("model", pa.string()),
+        ("setting", pa.string()),
+        ("alpha", pa.float64()),
+        ("beta", pa.float64()),
+        ("prompt_id", pa.string()),
+        ("seed", pa.int64()),
+        ("clip_context", pa.float64()),
+        ("clip_concept", pa.float64()),
+        ("clip_full", pa.float64()),
+        ("clip_image", pa.float64()),
+    ]
+)
+
+
+class TableError(ValueError):
+    """A table file is missing, unreadable or has the wrong columns."""
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str], schema: pa.Schema) -> None:
+    """Write ``df`` as Parquet with exactly ``schema``'s columns, atomically."""
+    missing = [name for name in schema.names if name not in df.columns]
+    if missing:
+        raise TableError(f"cannot write {path}: columns {missing} are missing")
+    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_table(path: str | os.PathLike[str], schema: pa.Schema) -> pd.DataFrame:
+    """Read a Parquet table and check it has ``schema``'s columns and types."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError as exc:
+        raise TableError(f"{path}: file not found") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TableError(f"{path}: not a readable Parquet file ({exc}); delete it and rerun") from exc
+    for field in schema:
+        if field.name not in table.schema.names:
+            raise TableError(
+                f"{path}: column {field.name!r} missing (has {table.schema.names}); "
+                "it was written by another version: delete it and rerun"
+            )
+        if not table.schema.field(field.name).type.equals(field.type):
+            raise TableError(
+                f"{path}: column {field.name!r} has type {table.schema.field(field.name).type}, expected {field.type}"
+            )
+    return table.select(schema.names).to_pandas()
+
+
+def read_tables(paths: list[str] | list[Path], schema: pa.Schema) -> pd.DataFrame:
+    """Read and concatenate several tables of the same schema."""
+    frames = [read_table(p, schema) for p in paths]
+    if not frames:
+        return pa.Table.from_pylist([], schema=schema).to_pandas()
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,116 @@
+"""The names entmap's stages share: methods, subject categories, analysis outputs, figures.
+
+One home for every list a stage, a rule, the schema or a figure needs; the config schema's enums
+are checked against these by the test suite. A figure's caption lives here too, so entmap's
+report and Snakemake's ``--report`` (``resources/report/*.rst``, written from these) say the same.
+"""
+
+from __future__ import annotations
+
+#: Methods the workflow trains, in the order tables and figures show them.
+TRAINED_METHODS: tuple[str, ...] = ("ti", "lora", "cd")
+#: Every method a personalized model of the map can have: trained, audited, or the planted control.
+MODEL_METHODS: tuple[str, ...] = (*TRAINED_METHODS, "external", "perturb")
+#: Methods a TEA sweep can cover.
+TEA_METHODS: tuple[str, ...] = (*TRAINED_METHODS, "external")
+#: Kinds of adapter file an external entry can declare.
+EXTERNAL_KINDS: tuple[str, ...] = ("lora", "ti", "cd", "checkpoint")
+#: Human-readable method names.
+METHOD_NAMES: dict[str, str] = {
+    "ti": "Textual Inversion",
+    "lora": "DreamBooth-LoRA",
+    "cd": "Custom Diffusion",
+    "external": "external adapter",
+    "perturb": "planted-effect control",
+}
+
+#: The paper's subject categories (the hypotheses compare them).
+SUBJECT_CATEGORIES: tuple[str, ...] = ("face", "object", "style")
+#: Subject category of the planted-effect controls (no prompt category of their own).
+CONTROL_CATEGORY = "control"
+
+#: Analysis outputs: results/tables/{name}.csv and results/stats/{name}.json.
+ANALYSIS_TABLES: tuple[str, ...] = ("per_model", "table1", "table2", "category_matrix", "frechet")
+ANALYSIS_STATS: tuple[str, ...] = ("hypotheses", "normalization", "mixed_model", "significance", "paired_shift")
+
+#: Figure stem -> (title, caption); the per-model image grids ``grids/{model}`` share "grid".
+FIGURES: dict[str, tuple[str, str]] = {
+    "entanglement_map": (
+        "Concept Entanglement Map",
+        "E_sem per prompt (rows, grouped by category) and personalized model (columns); dots mark cells "
+        "above the noise floor tau_sem.",
+    ),
+    "drift_scatter": (
+        "Semantic vs perceptual drift",
+        "Per-model mean E_sem against mean E_per; the dashed noise floors split safe, semantic drift, "
+        "visual drift and full entanglement.",
+    ),
+    "category_matrix": (
+        "Subject category x prompt category",
+        "Mean E_sem by subject category (columns) and prompt category (rows).",
+    ),
+    "grid": (
+        "Image grids",
+        "The model's highest-shift prompts: base and personalized image side by side at the seed with the "
+        "largest shift, with their CLIP scores.",
+    ),
+    "tea_tradeoff": (
+        "TEA trade-off",
+        "Change of context alignment (S_T^p) and identity (CLIP-I) against the unadjusted model as alpha "
+        "grows, one panel per model, one line style per beta.",
+    ),
+    "collapse": (
+        "Semantic collapse over training",
+        "Each collapse diagnostic over Textual Inversion training steps, one line per subject.",
+    ),
+}
+
+#: Table stem -> (title, caption) of the tables the report shows.
+TABLES: dict[str, tuple[str, str]] = {
+    "per_model": (
+        "Per-model summary",
+        "Mean E_sem and E_per over all prompts, E over non-target prompts, share of cells above the noise "
+        "floor, BH-flagged cells; 95% bootstrap intervals.",
+    ),
+    "table1": (
+        "Table 1: method x subject category",
+        "Mean non-target E_sem and E over subjects, std of E over subjects, 95% bootstrap intervals "
+        "(prompts and seeds resampled).",
+    ),
+    "table2": (
+        "Table 2: most fragile and most robust prompts",
+        "Mean E_sem over all personalized models, 95% intervals resampling seeds.",
+    ),
+    "category_matrix": ("Subject category x prompt category", "Mean E_sem with 95% bootstrap intervals."),
+    "frechet": ("Frechet distance per prompt category", "Between base and personalized CLIP image embeddings."),
+    "tea_tradeoff": (
+        "TEA trade-off",
+        "Per model and setting (alpha, beta; 'none' = unadjusted): mean CLIP-T against the context "
+        "(clip_context), the concept (clip_concept) and the full prompt with the class word (clip_full), "
+        "CLIP-I against the references (clip_image), and each one's change against the unadjusted model.",
+    ),
+    "collapse": (
+        "Semantic collapse over training",
+        "Per Textual Inversion subject and kept step: ||V*||, its percentile among the vocabulary's norms, "
+        "||V*||/||c||, cos(V*, c), and the distances between the context prompts with V* and with c (pooled "
+        "EOS output): mean pairwise, Hausdorff, Mahalanobis, KL; intra-set spreads.",
+    ),
+}
+
+
+def figure_caption(stem: str, model: str | None = None) -> str:
+    """The caption of figure ``stem`` (for a grid, of ``model``'s grid)."""
+    caption = FIGURES[stem][1]
+    return f"{model}: {caption[0].lower()}{caption[1:]}" if model else caption
+
+
+def output_caption(path: str) -> tuple[str, str]:
+    """(title, caption) of a figure (``results/figures/...png``) or table (``results/tables/...csv``)."""
+    parts = path.split("/")
+    stem = parts[-1].rsplit(".", 1)[0]
+    if "grids" in parts:
+        model = "/".join(parts[parts.index("grids") + 1 :]).rsplit(".", 1)[0]
+        return f"{FIGURES['grid'][0]}: {model}", figure_caption("grid", model)
+    if path.endswith(".csv"):
+        return TABLES[stem]
+    return FIGURES[stem][0], figure_caption(stem)

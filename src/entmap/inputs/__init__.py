@@ -1,0 +1,1 @@
+"""What a study reads: prompt suites and subject reference images."""

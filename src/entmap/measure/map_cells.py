@@ -1,0 +1,84 @@
+"""The ``merge_map`` stage: per-seed disruption -> one cell per (prompt, personalized model).
+
+cell.e_sem        = mean_k |a_pers - a_base|        (E_sem, the map's value)
+cell.e_sem_signed = mean_k (a_pers - a_base)        (negative: degradation)
+cell.e_per        = mean_k LPIPS(x_base, x_pers)    (E_per)
+above_tau_*       = the cell exceeds the noise floor's threshold.
+The wide matrices e_sem.csv and e_per.csv have prompts as rows and models as
+columns: the Concept Entanglement Map M in R^{P x S}.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from entmap.core.atomic import atomic_path
+from entmap.core.parquet_schemas import CELLS, DISRUPTION, read_tables, write_table
+from entmap.measure.metrics import e_per, e_sem, e_sem_signed
+
+
+def merge_cells(
+    disruption: pd.DataFrame,
+    prompts: pd.DataFrame,
+    subjects: dict[str, dict[str, Any]],
+    noise_floor: dict[str, float],
+) -> pd.DataFrame:
+    """Aggregate per-seed rows into map cells, with prompt and subject metadata."""
+    rows = [
+        {
+            "prompt_id": prompt_id,
+            "model": model,
+            "n_seeds": group["seed"].nunique(),
+            "e_sem": e_sem(group["a_pers"], group["a_base"]),
+            "e_sem_signed": e_sem_signed(group["a_pers"], group["a_base"]),
+            "e_per": e_per(group["lpips"]),
+        }
+        for (prompt_id, model), group in disruption.groupby(["prompt_id", "model"], sort=False)
+    ]
+    cells = pd.DataFrame(rows, columns=["prompt_id", "model", "n_seeds", "e_sem", "e_sem_signed", "e_per"])
+    info = prompts.rename(columns={"id": "prompt_id"})[["prompt_id", "category", "text"]]
+    cells = cells.merge(info, on="prompt_id", how="left", validate="many_to_one")
+    if cells["category"].isna().any():
+        unknown = sorted(cells.loc[cells["category"].isna(), "prompt_id"].unique())[:5]
+        raise ValueError(f"disruption rows for prompts not in the suite: {unknown}")
+    split = cells["model"].str.split("/", n=1, expand=True)
+    cells["subject"], cells["method"] = split[0], split[1]
+    cells["subject_category"] = cells["subject"].map(lambda s: subjects.get(s, {}).get("category", ""))
+    cells["above_tau_sem"] = cells["e_sem"] > noise_floor["tau_sem"]
+    cells["above_tau_per"] = cells["e_per"] > noise_floor["tau_per"]
+    position = {pid: i for i, pid in enumerate(prompts["id"])}
+    cells = cells.assign(_row=cells["prompt_id"].map(position)).sort_values(["model", "_row"])
+    return cells[CELLS.names].reset_index(drop=True)
+
+
+def wide_matrix(cells: pd.DataFrame, value: str, models: list[str]) -> pd.DataFrame:
+    """Prompts x models matrix of ``value``, rows in suite order, with category and text."""
+    matrix = cells.pivot(index="prompt_id", columns="model", values=value)
+    info = cells.drop_duplicates("prompt_id").set_index("prompt_id")[["category", "text"]]
+    order = list(dict.fromkeys(cells["prompt_id"]))
+    return info.join(matrix).loc[order, ["category", "text", *models]]
+
+
+def merge_map(
+    disruption_paths: list[str],
+    prompts: pd.DataFrame,
+    subjects: dict[str, dict[str, Any]],
+    models: list[str],
+    noise_floor: dict[str, float],
+    cells_path: str | os.PathLike[str],
+    e_sem_path: str | os.PathLike[str],
+    e_per_path: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """Read every disruption shard, write cells.parquet, e_sem.csv and e_per.csv."""
+    cells = merge_cells(read_tables(disruption_paths, DISRUPTION), prompts, subjects, noise_floor)
+    missing = sorted(set(models) - set(cells["model"]))
+    if missing:
+        raise ValueError(f"no disruption rows for models {missing}")
+    write_table(cells, cells_path, CELLS)
+    for value, path in (("e_sem", e_sem_path), ("e_per", e_per_path)):
+        with atomic_path(path) as tmp:
+            wide_matrix(cells, value, models).to_csv(tmp, float_format="%.6g")
+    return cells

@@ -1,1 +1,0 @@
-"""Personalization methods: each trains one adapter from a subject's reference images."""

@@ -1,0 +1,261 @@
+"""Adapter file formats: reading them, checking their fit, and applying them to a pipeline.
+
+The one place that knows what an adapter file looks like:
+
+* LoRA: diffusers/peft and kohya files, through ``pipe.lora_state_dict``/``load_lora_weights``,
+  after :func:`check_lora_keys` checked every key and shape against the base;
+* Textual Inversion: diffusers ``{token: (n, d)}`` and A1111 (``emb_params``, ``string_to_param``)
+  embeddings (:func:`ti_embedding`), registered with ``pipe.load_textual_inversion``;
+* Custom Diffusion: ``unet.<layer>.weight`` for every ``attn2.to_k/to_v`` weight plus
+  ``token_embedding``, or diffusers' processor key names (``attn2.processor.to_k_custom_diffusion``),
+  put in place with ``load_state_dict(strict=False)`` (diffusers' ``load_attn_procs`` silently does
+  nothing for this model family), unexpected keys refused.
+
+Only safetensors are read by default: pickle-based files (.bin, .pt, .pth, .ckpt, .pkl) can run
+arbitrary code when loaded and are refused unless the caller allows them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from entmap.core.checksums import update_with_file
+
+if TYPE_CHECKING:
+    import torch
+
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
+WEIGHT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
+_LORA_SUFFIX = re.compile(
+    r"\.(lora_A|lora_B|lora\.down|lora\.up|lora_down|lora_up|lora_linear_layer\.down|lora_linear_layer\.up)\.weight$"
+    r"|\.(alpha|lora_magnitude_vector)$"
+)
+KV_PATTERN = re.compile(r"attn2\.to_[kv]\.weight$")
+_PROCESSOR_KEY = re.compile(r"attn2\.processor\.to_([kv])_custom_diffusion\.weight$")
+
+
+class AdapterMismatchError(ValueError):
+    """An adapter's keys or shapes do not fit the base model; the message names them."""
+
+
+class ExternalAdapterError(ValueError):
+    """An external adapter is refused; the message names the file and the fix."""
+
+
+def weight_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The weight files an external entry points at (the file, or all weights in a folder)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
+
+
+def check_source(name: str, spec: dict[str, Any]) -> None:
+    """Cheap checks done before any job starts: the path exists and holds no refused pickle."""
+    path = Path(spec["path"])
+    where = f"external.{name}"
+    if not path.exists():
+        raise ExternalAdapterError(f"{where}.path: {path} does not exist")
+    if spec["kind"] == "checkpoint":
+        if not (path / "model_index.json").is_file():
+            raise ExternalAdapterError(f"{where}.path: {path} is not a diffusers pipeline folder (no model_index.json)")
+    elif not path.is_file():
+        raise ExternalAdapterError(f"{where}.path: {path} must be a file for kind {spec['kind']!r}")
+    if not spec.get("allow_pickle", False):
+        for file in weight_files(path):
+            if file.suffix.lower() in PICKLE_SUFFIXES and not _has_safetensors_twin(file):
+                raise ExternalAdapterError(
+                    f"{file}: pickle-based weights can run arbitrary code when loaded; convert them to "
+                    f"safetensors, or opt in with `{where}.allow_pickle: true` if you trust the file"
+                )
+
+
+def _has_safetensors_twin(file: Path) -> bool:
+    """A pipeline folder may hold both formats; diffusers then reads the safetensors one."""
+    return any(p.suffix == ".safetensors" for p in file.parent.iterdir())
+
+
+def sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 over the weight files of ``path`` (names and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in weight_files(root):
+        digest.update(str(file.relative_to(root if root.is_dir() else root.parent)).encode())
+        update_with_file(digest, file)
+    return digest.hexdigest()
+
+
+def read_tensors(path: Path, allow_pickle: bool) -> dict[str, Any]:
+    """Read a weights file: safetensors always, pickle only when allowed (weights_only)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if not allow_pickle:
+        raise ExternalAdapterError(f"{path}: pickle-based file refused (allow_pickle is off)")
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _module_index(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    return dict(model.named_modules())
+
+
+def check_lora_keys(pipe, state_dict: dict[str, torch.Tensor], source: str) -> int:
+    """Check every LoRA tensor targets an existing Linear/Conv layer with matching sizes.
+
+    ``state_dict`` is in diffusers form (``unet.<module>.lora_A.weight`` or ``.lora.down.weight``),
+    as ``StableDiffusionPipeline.lora_state_dict`` returns it for diffusers, peft and kohya files.
+    Returns the number of adapted layers.
+    """
+    modules = {"unet": _module_index(pipe.unet), "text_encoder": _module_index(pipe.text_encoder)}
+    unknown, mismatched, layers = [], [], set()
+    for key, value in state_dict.items():
+        prefix, _, rest = key.partition(".")
+        match = _LORA_SUFFIX.search(rest)
+        if prefix not in modules or not match:
+            unknown.append(key)
+            continue
+        module_name = rest[: match.start()]
+        module = next(
+            (
+                modules[prefix][name]
+                for name in (module_name, module_name.removeprefix("text_model."), f"text_model.{module_name}")
+                if name in modules[prefix]
+            ),
+            None,
+        )
+        if module is None:
+            unknown.append(key)
+            continue
+        layers.add(f"{prefix}.{module_name}")
+        kind = match.group(1) or ""
+        if kind in ("lora_A", "lora.down", "lora_down", "lora_linear_layer.down"):
+            fan_in = getattr(module, "in_features", getattr(module, "in_channels", None))
+            if value.ndim < 2 or value.shape[1] != fan_in:
+                mismatched.append(f"{key} {tuple(value.shape)} (layer input {fan_in})")
+        elif kind in ("lora_B", "lora.up", "lora_up", "lora_linear_layer.up"):
+            fan_out = getattr(module, "out_features", getattr(module, "out_channels", None))
+            if value.shape[0] != fan_out:
+                mismatched.append(f"{key} {tuple(value.shape)} (layer output {fan_out})")
+    if unknown or mismatched:
+        parts = []
+        if unknown:
+            parts.append(
+                f"keys matching no layer of the base model {unknown[:5]}"
+                + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+            )
+        if mismatched:
+            parts.append(f"wrong shapes {mismatched[:5]}")
+        raise AdapterMismatchError(f"{source}: " + "; ".join(parts))
+    if not layers:
+        raise AdapterMismatchError(f"{source}: no LoRA tensors found")
+    return len(layers)
+
+
+def ti_embedding(tensors: dict[str, Any], source: str) -> tuple[str | None, torch.Tensor]:
+    """(token in the file or None, embedding (n, d)) from diffusers or A1111 embedding files."""
+    if "string_to_param" in tensors:  # A1111 .pt
+        tensors = {"*": next(iter(tensors["string_to_param"].values()))}
+    if "emb_params" in tensors:  # A1111 .safetensors
+        return None, tensors["emb_params"]
+    if len(tensors) != 1:
+        raise AdapterMismatchError(
+            f"{source}: a Textual Inversion file holds one embedding; found keys {list(tensors)[:5]}"
+        )
+    key, value = next(iter(tensors.items()))
+    value = value if value.ndim == 2 else value[None]
+    return (key if key != "*" else None), value
+
+
+def kv_parameters(unet) -> dict[str, torch.nn.Parameter]:
+    """The cross-attention key/value weights of ``unet``, by state-dict name."""
+    return {name: p for name, p in unet.named_parameters() if KV_PATTERN.search(name)}
+
+
+def split_custom_diffusion(
+    tensors: dict[str, torch.Tensor], unet, source: str
+) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """Map a Custom Diffusion state dict onto ``unet``'s k/v weight names; check keys and shapes.
+
+    Returns (k/v weights by UNet state-dict name, token embedding or None).
+    """
+    expected = {name: p.shape for name, p in kv_parameters(unet).items()}
+    weights: dict[str, torch.Tensor] = {}
+    token = None
+    unknown, mismatched = [], []
+    for key, value in tensors.items():
+        if key in ("token_embedding", "modifier_token"):
+            token = value
+            continue
+        name = key.removeprefix("unet.")
+        name = _PROCESSOR_KEY.sub(lambda m: f"attn2.to_{m.group(1)}.weight", name)
+        if name not in expected:
+            unknown.append(key)
+        elif tuple(value.shape) != tuple(expected[name]):
+            mismatched.append(f"{key} {tuple(value.shape)} != {tuple(expected[name])}")
+        else:
+            weights[name] = value
+    if unknown or mismatched:
+        raise AdapterMismatchError(
+            f"{source}: does not fit the base model's cross-attention k/v weights: "
+            + "; ".join(
+                part
+                for part in (
+                    f"unknown keys {unknown[:5]}" + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+                    if unknown
+                    else "",
+                    f"wrong shapes {mismatched[:5]}" if mismatched else "",
+                )
+                if part
+            )
+        )
+    if not weights:
+        raise AdapterMismatchError(f"{source}: holds no attn2 to_k/to_v weights")
+    return weights, token
+
+
+def apply_custom_diffusion(pipe, tensors: dict[str, torch.Tensor], token: str | None, source: str) -> None:
+    """Apply Custom Diffusion tensors to ``pipe`` in place (k/v weights, then the modifier token)."""
+    weights, embedding = split_custom_diffusion(tensors, pipe.unet, source)
+    dtype = pipe.unet.dtype
+    result = pipe.unet.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=False)
+    if result.unexpected_keys:
+        raise AdapterMismatchError(f"{source}: unexpected keys {result.unexpected_keys[:5]}")
+    if embedding is not None:
+        if token is None:
+            raise AdapterMismatchError(f"{source}: has a modifier token embedding but no token string was given")
+        pipe.load_textual_inversion({token: embedding.to(pipe.text_encoder.dtype)}, token=token)
+
+
+def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | None, allow_pickle: bool = False) -> None:
+    """Apply an adapter file of ``kind`` to ``pipe`` in place with its public loader, checking its fit.
+
+    ti: ``pipe.load_textual_inversion``; lora: ``pipe.load_lora_weights`` after every key and
+    shape was checked against the base; cd: native attn2 k/v weights plus the modifier token.
+    """
+    path = Path(path)
+    if kind == "ti":
+        file_token, embedding = ti_embedding(read_tensors(path, allow_pickle), str(path))
+        width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
+        if embedding.shape[-1] != width:
+            raise AdapterMismatchError(f"{path}: embedding width {embedding.shape[-1]} != the text encoder's {width}")
+        token = token or file_token
+        if token is None:
+            raise ExternalAdapterError(f"{path}: the file names no token; set `token:` in its config entry")
+        pipe.load_textual_inversion({token: embedding.to(pipe.text_encoder.dtype)}, token=token)
+    elif kind == "lora":
+        if path.suffix != ".safetensors" and not allow_pickle:
+            raise ExternalAdapterError(f"{path}: pickle-based file refused (allow_pickle is off)")
+        state_dict, _ = pipe.lora_state_dict(str(path.parent), weight_name=path.name)
+        check_lora_keys(pipe, state_dict, str(path))
+        pipe.load_lora_weights(str(path.parent), weight_name=path.name)
+    elif kind == "cd":
+        apply_custom_diffusion(pipe, read_tensors(path, allow_pickle), token, str(path))
+    else:
+        raise ValueError(f"{path}: unknown adapter kind {kind!r}")

@@ -1,0 +1,64 @@
+"""Loading the base pipeline and turning it into a personalized model.
+
+A *model* is ``base`` or ``{subject}/{method}``. Every model is the base
+pipeline loaded with ``from_pretrained`` plus, for personalized models, the
+adapter applied through the public diffusers loader of its method.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from entmap.core.runtime import configure_torch, resolve_device, resolve_dtype
+from entmap.models.adapter_formats import apply_adapter
+from entmap.models.adapter_meta import ADAPTER_FILE, read_meta
+
+
+def load_pipeline(model_id: str, device: torch.device, dtype: torch.dtype, allow_pickle: bool = False):
+    """Load a StableDiffusionPipeline (folder or hub id) with a DDIM scheduler, no safety checker.
+
+    Only safetensors weights are read unless ``allow_pickle``.
+    """
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        model_id,
+        torch_dtype=dtype,
+        safety_checker=None,
+        requires_safety_checker=False,
+        use_safetensors=None if allow_pickle else True,
+    )
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def open_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: str, dtype: str, threads: int):
+    """A job's pipeline: fix torch threads, resolve device and dtype ("auto"), then :func:`load_model`."""
+    configure_torch(threads)
+    torch_device = resolve_device(device)
+    return load_model(base_model, adapter_dir, torch_device, resolve_dtype(dtype, torch_device))
+
+
+def load_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: torch.device, dtype: torch.dtype):
+    """The pipeline of one model of the map: the base, or the base with an adapter folder applied.
+
+    The adapter folder's meta.json says how: a trained method (adapter.safetensors) or an
+    audited external adapter (its source file, or a full checkpoint loaded instead of the base).
+    """
+    if adapter_dir is None:
+        return load_pipeline(base_model, device, dtype)
+    meta = read_meta(adapter_dir)
+    if meta["method"] == "external":
+        allow_pickle = meta.get("allow_pickle", False)
+        if meta["kind"] == "checkpoint":
+            return load_pipeline(meta["source"], device, dtype, allow_pickle=allow_pickle)
+        pipe = load_pipeline(base_model, device, dtype)
+        apply_adapter(pipe, meta["kind"], meta["source"], meta.get("token"), allow_pickle)
+        return pipe
+    pipe = load_pipeline(base_model, device, dtype)
+    apply_adapter(pipe, meta.get("format", meta["method"]), Path(adapter_dir) / ADAPTER_FILE, meta.get("token"))
+    return pipe

@@ -1,0 +1,235 @@
+"""A single self-contained HTML report of a run: figures embedded, tables, hypotheses in words.
+
+Everything is read from the run's outputs (tables, stats, figures, noise floor) and inlined, so
+the file opens offline and can be mailed or archived on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import importlib.resources
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from entmap.core.atomic import write_text
+from entmap.core.provenance import __version__, git_commit, package_versions
+from entmap.core.vocabulary import ANALYSIS_TABLES, TABLES, output_caption
+
+TEMPLATE_FILE = "report_template.html"
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def describe_test(result: dict[str, Any], x_label: str, y_label: str) -> str:
+    """A one-sided Mann-Whitney result in words."""
+    if not result.get("testable"):
+        reason = result.get("reason", "no data")
+        return f"not testable ({reason}; n = {result.get('n_x')} vs {result.get('n_y')})"
+    verdict = "supported" if result["supported"] else "not supported"
+    return (
+        f"{verdict}: mean E {x_label} {result['mean_x']:.4g} vs {y_label} {result['mean_y']:.4g}, one-sided "
+        f"Mann-Whitney U = {result['U']:.1f}, p = {result['p']:.3g}, n = {result['n_x']} vs {result['n_y']}, "
+        f"rank-biserial r = {result['rank_biserial']:.2f}"
+    )
+
+
+def hypotheses_in_words(data: dict[str, Any]) -> list[dict[str, str]]:
+    """H1-H3 as sentences, with the numbers behind each verdict."""
+    out = []
+    for name, x_label, y_label in (("H1", "on people prompts", "on other prompts"), ("H2", "style", "face")):
+        result = data[name]
+        out.append(
+            {
+                "name": name,
+                "text": f"{result['hypothesis']} — {describe_test(result, x_label, y_label)}.",
+                "css": "supported" if result.get("supported") else "rejected",
+            }
+        )
+    h3 = data["H3"]
+    means = ", ".join(f"{k} {_fmt(v)}" for k, v in h3["means"].items())
+    text = (
+        f"{h3['hypothesis']} — mean E per subject category: {means}; ordering "
+        f"{'holds' if h3['ordering_holds'] else 'does not hold'}; objects vs faces: "
+        f"{describe_test(h3['object_vs_face'], 'object', 'face')}; styles vs objects: "
+        f"{describe_test(h3['style_vs_object'], 'style', 'object')}."
+    )
+    out.append({"name": "H3", "text": text, "css": "supported" if h3.get("supported") else "rejected"})
+    return out
+
+
+def paired_shift_in_words(data: dict[str, Any]) -> str:
+    """Which models' CLIP scores differ from the base model's across prompts (paired tests)."""
+    significant = data["significant_models"]
+    by_model = data["by_model"]
+    text = (
+        f"Paired across prompts (personalized vs base CLIP score, t-test, BH over models at {data['alpha']}), "
+        f"{len(significant)} of {len(by_model)} models shift significantly"
+    )
+    if not significant:
+        return text + "."
+    parts = [
+        f"{m} (mean signed shift {by_model[m]['mean_signed_shift']:+.4f}, t = {by_model[m]['t']:.2f}, "
+        f"q = {by_model[m]['q_t']:.2g}, n = {by_model[m]['n_prompts']})"
+        for m in significant
+    ]
+    return text + ": " + "; ".join(parts) + "."
+
+
+def _section_item(path: str) -> dict[str, Any]:
+    """A figure (inlined PNG) or a table (HTML) of the collapse and TEA section, with its caption."""
+    import markupsafe
+
+    title, caption = output_caption(path)
+    if path.endswith(".png"):
+        return {"title": title, "caption": caption, "data": base64.b64encode(Path(path).read_bytes()).decode()}
+    html_table = pd.read_csv(path).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="n/a")
+    return {"title": title, "caption": caption, "html": markupsafe.Markup(html_table)}
+
+
+def tea_in_words(table: pd.DataFrame) -> str:
+    """What the strongest swept setting (largest alpha, then beta) did, averaged over models."""
+    adjusted = table[table["setting"] != "none"]
+    if adjusted.empty:
+        return "No TEA setting was swept."
+    alpha = adjusted["alpha"].max()
+    beta = adjusted.loc[adjusted["alpha"] == alpha, "beta"].max()
+    rows = adjusted[(adjusted["alpha"] == alpha) & (adjusted["beta"] == beta)]
+    gained = int((rows["delta_clip_context"] > 0).sum())
+    identity = rows["delta_clip_image"].dropna()
+    text = (
+        f"At alpha = {alpha:g}, beta = {beta:g}, TEA changed CLIP-T against the context by "
+        f"{rows['delta_clip_context'].mean():+.4f} on average over {len(rows)} models ({gained} gained)"
+    )
+    if len(identity):
+        text += (
+            f", and CLIP-I against the references by {identity.mean():+.4f} ({len(identity)} models with references)"
+        )
+    return text + ", relative to the unadjusted models on the same prompts and seeds."
+
+
+def collapse_in_words(table: pd.DataFrame) -> str:
+    """How far V* drifted between the first and last kept step, per subject."""
+    parts = []
+    for subject, rows in table.sort_values("step").groupby("subject", sort=True):
+        first, last = rows.iloc[0], rows.iloc[-1]
+        parts.append(
+            f"{subject}: ||V*||/||c|| {first['norm_ratio']:.3g} -> {last['norm_ratio']:.3g} "
+            f"(percentile {first['norm_percentile']:.3g} -> {last['norm_percentile']:.3g}), "
+            f"cos(V*, c) {first['cos_anchor']:.3g} -> {last['cos_anchor']:.3g} over {int(last['step'])} steps"
+        )
+    return "Textual Inversion drift, first to last kept step. " + "; ".join(parts) + "." if parts else ""
+
+
+def collapse_tea_in_words(paths: list[str]) -> list[str]:
+    """Plain-language summaries of the collapse and TEA tables present in the section."""
+    lines = []
+    for path in paths:
+        if path.endswith("tea_tradeoff.csv"):
+            lines.append(tea_in_words(pd.read_csv(path)))
+        elif path.endswith("collapse.csv"):
+            lines.append(collapse_in_words(pd.read_csv(path)))
+    return [line for line in lines if line]
+
+
+def write_report(
+    tables_dir: str | os.PathLike[str],
+    stats_dir: str | os.PathLike[str],
+    noise_floor_path: str | os.PathLike[str],
+    figures: list[str],
+    config: dict[str, Any],
+    out_path: str | os.PathLike[str],
+    collapse_tea: list[str] | None = None,
+) -> None:
+    """Assemble report.html from the run's outputs.
+
+    ``figures`` are PNG paths; ``collapse_tea`` are the CSV and PNG paths of the semantic-collapse
+    and TEA section (empty: no such section). Captions come from :mod:`entmap.core.vocabulary`.
+    """
+    import jinja2
+    import markupsafe
+
+    tables_dir, stats_dir = Path(tables_dir), Path(stats_dir)
+    floor = json.loads(Path(noise_floor_path).read_text(encoding="utf-8"))
+    hyp = json.loads((stats_dir / "hypotheses.json").read_text(encoding="utf-8"))
+    sig = json.loads((stats_dir / "significance.json").read_text(encoding="utf-8"))
+    mixed = json.loads((stats_dir / "mixed_model.json").read_text(encoding="utf-8"))
+    per_model = pd.read_csv(tables_dir / "per_model.csv")
+    tables = []
+    for name in ANALYSIS_TABLES:
+        title, caption = TABLES[name]
+        frame = pd.read_csv(tables_dir / f"{name}.csv")
+        tables.append(
+            {
+                "title": title,
+                "caption": caption,
+                "html": frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0),
+            }
+        )
+    if mixed.get("fitted"):
+        effects = pd.DataFrame(mixed["fixed_effects"]).T.reset_index(names="term")
+        mixed_html = effects.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+        mixed_text = (
+            f"{mixed['formula']}; {mixed['random_effects']}; {mixed['n_cells']} cells; "
+            f"converged: {mixed['converged']}; variance components: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in mixed["variance_components"].items())
+            + f"; residual variance {mixed['residual_variance']:.3g}."
+        )
+    else:
+        mixed_html, mixed_text = "", f"not fitted: {mixed.get('reason')}"
+    n_prompts = int(per_model["n_prompts_non_target"].max()) if len(per_model) else 0
+    summary = (
+        f"{len(per_model)} personalized models compared with the base model on seed-matched images; "
+        f"per-model means, hypothesis tests and figures below are computed from the stored per-seed "
+        f"tables (up to {n_prompts} non-target prompts per model)."
+    )
+    noise = (
+        f"tau_sem = {floor['tau_sem']:.4g} and tau_per = {floor['tau_per']:.4g}: the {floor['percentile']}th "
+        f"percentiles of |Δ CLIP cosine| and LPIPS between {floor['pairs_per_prompt']} seed pair(s) of the "
+        f"base model on each of {floor['prompts']} prompts ({floor['measurements']} measurements). "
+        "A single cell below these is indistinguishable from seed noise."
+    )
+    significance = (
+        f"{sig['flagged_sem']} of {sig['cells']} cells have a semantic shift and {sig['flagged_per']} "
+        f"a perceptual shift above the noise floor at FDR {sig['fdr']} ({sig['test']}; "
+        f"{sig['correction']})."
+    )
+    significance += " " + paired_shift_in_words(
+        json.loads((stats_dir / "paired_shift.json").read_text(encoding="utf-8"))
+    )
+    versions = pd.DataFrame(list(package_versions().items()), columns=["package", "version"])
+    figure_data = [
+        {"data": base64.b64encode(Path(p).read_bytes()).decode(), "caption": output_caption(p)[1]} for p in figures
+    ]
+    template = importlib.resources.files("entmap.present").joinpath(TEMPLATE_FILE).read_text(encoding="utf-8")
+    page = (
+        jinja2.Environment(autoescape=True)
+        .from_string(template)
+        .render(
+            summary=summary,
+            noise=noise,
+            hypotheses=hypotheses_in_words(hyp),
+            figures=figure_data,
+            tables=[{**t, "html": markupsafe.Markup(t["html"])} for t in tables],
+            significance=significance,
+            mixed_text=mixed_text,
+            mixed_html=markupsafe.Markup(mixed_html),
+            version=__version__,
+            commit=git_commit(),
+            date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            platform=html.escape(platform.platform()),
+            versions=markupsafe.Markup(versions.to_html(index=False, border=0)),
+            config=yaml.safe_dump(config, sort_keys=False),
+            collapse_tea=[_section_item(path) for path in collapse_tea or []],
+            collapse_tea_text=collapse_tea_in_words(collapse_tea or []),
+        )
+    )
+    write_text(out_path, page)

@@ -1,0 +1,123 @@
+"""Semantic-collapse diagnostics over a Textual Inversion training trajectory (SCIENCE.md section 3).
+
+For every kept step t of the trajectory (train_ti's ``trajectory.safetensors``), with V*'s row
+set to M_V(t) in the base text encoder:
+
+* the token drift of :func:`entmap.tea.collapse.trajectory_diagnostics` (||M_V||, its percentile
+  in the vocabulary's norm distribution, ||M_V|| / ||M_c||, cos(M_V, M_c));
+* the prompt-set distances of :func:`entmap.tea.collapse.set_distances` between P_V* (the context
+  prompts with V*) and P_c (the same prompts with the class word).
+
+Each prompt is pooled to one vector: the text encoder's ``pooler_output``, the final-layer-normed
+output at the end-of-text token (CLIP's own sentence vector; the public TEA code used the last
+padding position instead).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+
+from entmap.tea.adjust import anchor_row
+from entmap.tea.collapse import set_distances, trajectory_diagnostics
+
+COLUMNS = [
+    "subject",
+    "step",
+    "norm",
+    "norm_percentile",
+    "norm_ratio",
+    "cos_anchor",
+    "mean_pairwise",
+    "hausdorff",
+    "mahalanobis",
+    "kl",
+    "intra_v",
+    "intra_c",
+]
+
+
+def pooled_prompts(tokenizer, text_encoder, prompts: list[str]) -> np.ndarray:
+    """(n, d) pooled text-encoder vectors (EOS token output) of ``prompts``."""
+    ids = tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids.to(text_encoder.device)
+    with torch.no_grad():
+        return text_encoder(ids).pooler_output.double().cpu().numpy()
+
+
+def diagnose_trajectory(
+    tokenizer,
+    text_encoder,
+    token: str,
+    class_word: str,
+    steps: list[int],
+    trajectory: torch.Tensor,
+    templates: list[str],
+    reduction: str | None = None,
+) -> pd.DataFrame:
+    """One row per kept step: token drift and prompt-set distances (columns: :data:`COLUMNS` but subject).
+
+    ``tokenizer``/``text_encoder`` are the *base* model's; V* is added here with
+    ``mean_resizing=False`` (no draw from the global RNG) and set to each trajectory row in turn.
+    """
+    vocabulary = text_encoder.get_input_embeddings().weight.detach().double().cpu().numpy().copy()
+    anchor = anchor_row(tokenizer, torch.from_numpy(vocabulary), class_word, reduction).numpy()
+    drift = trajectory_diagnostics(steps, trajectory.double().cpu().numpy(), vocabulary, anchor)
+    if token not in tokenizer.get_vocab():
+        tokenizer.add_tokens(token)
+        text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    weights = text_encoder.get_input_embeddings().weight
+    p_c = pooled_prompts(tokenizer, text_encoder, [t.format(class_word) for t in templates])
+    rows = []
+    for row, vector in zip(drift, trajectory, strict=True):
+        with torch.no_grad():
+            weights[token_id] = vector.to(weights.dtype)
+        p_v = pooled_prompts(tokenizer, text_encoder, [t.format(token) for t in templates])
+        distances = set_distances(p_v, p_c)
+        distances["intra_v"], distances["intra_c"] = distances.pop("intra_x"), distances.pop("intra_y")
+        rows.append({**row, **distances})
+    return pd.DataFrame(rows)
+
+
+def run_diagnostics(
+    base_model: str,
+    trajectory_path: str | os.PathLike[str],
+    subject: str,
+    token: str,
+    class_word: str,
+    templates: list[str],
+    out_csv: str | os.PathLike[str],
+    reduction: str | None = None,
+    threads: int = 1,
+) -> None:
+    """Load the base text encoder (CPU, float32) and the trajectory; write the per-step table."""
+    from safetensors.torch import load_file
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from entmap.core.atomic import write_text
+    from entmap.core.runtime import configure_torch
+
+    configure_torch(threads)
+    tokenizer = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder").eval()
+    saved = load_file(str(trajectory_path))
+    steps = [int(s) for s in saved["steps"].tolist()]
+    frame = diagnose_trajectory(
+        tokenizer, text_encoder, token, class_word, steps, saved["embeddings"], templates, reduction
+    )
+    frame.insert(0, "subject", subject)
+    write_text(out_csv, frame[COLUMNS].to_csv(index=False))
+
+
+def merge_tables(paths: list[str], out_csv: str | os.PathLike[str]) -> None:
+    """Concatenate the per-subject tables into tables/collapse.csv (columns :data:`COLUMNS`)."""
+    from entmap.core.atomic import write_text
+
+    frames = [pd.read_csv(path) for path in paths]
+    merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    write_text(out_csv, merged[COLUMNS].to_csv(index=False))
