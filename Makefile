@@ -22,5 +22,9 @@ test: $(STAMP)
 dry-run: $(STAMP)
 	$(VENV)/bin/snakemake -n
 
+# The four linters CI runs before the tests; each must report nothing.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/snakefmt --check Snakefile rules/
+	$(VENV)/bin/snakemake --lint

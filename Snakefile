@@ -23,7 +23,7 @@ include: "rules/toyworld.smk"  # training the toy world's models (not part of `a
 
 
 rule all:
+    default_target: True
     input:
         RUN_OUTPUTS,
-    default_target: True
     localrule: True

@@ -3,25 +3,23 @@
 
 rule merge_map:
     input:
-        disruption=expand(
-            "results/disruption/{model}/{shard}.parquet", model=MODELS, shard=SHARDS
-        ),
+        disruption=expand("results/disruption/{model}/{shard}.parquet", model=MODELS, shard=SHARDS),
         noise_floor="results/noise_floor.json",
         suite=SUITE,
     output:
         cells="results/maps/cells.parquet",
         e_sem="results/maps/e_sem.csv",
         e_per="results/maps/e_per.csv",
-    params:
-        code=script_code("merge_map"),
-        models=MODELS,
-        prompt_ids=list(PLAN.prompts["id"]),
-        subjects=subject_categories(),
     log:
         "results/logs/merge_map.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("merge_map"),
+        models=MODELS,
+        prompt_ids=list(PLAN.prompts["id"]),
+        subjects=subject_categories(),
     script:
         "../workflow_scripts/merge_map.py"
 
@@ -29,25 +27,14 @@ rule merge_map:
 rule analyze:
     input:
         cells="results/maps/cells.parquet",
-        disruption=expand(
-            "results/disruption/{model}/{shard}.parquet", model=MODELS, shard=SHARDS
-        ),
+        disruption=expand("results/disruption/{model}/{shard}.parquet", model=MODELS, shard=SHARDS),
         noise=expand("results/noise_floor/{shard}.parquet", shard=SHARDS),
-        scores=expand(
-            "results/scores/{model}/{shard}.parquet", model=["base"] + MODELS, shard=SHARDS
-        ),
+        scores=expand("results/scores/{model}/{shard}.parquet", model=["base"] + MODELS, shard=SHARDS),
         suite=SUITE,
     output:
-        tables=expand(
-            "results/tables/{table}.{ext}", table=ANALYSIS_TABLES, ext=["csv", "md"]
-        ),
+        tables=expand("results/tables/{table}.{ext}", table=ANALYSIS_TABLES, ext=["csv", "md"]),
         cell_significance="results/tables/cell_significance.csv",
         stats=expand("results/stats/{name}.json", name=ANALYSIS_STATS),
-    params:
-        code=script_code("analyze"),
-        settings=config["analysis"],
-        own_category=config["subject_categories"],
-        prompt_ids=list(PLAN.prompts["id"]),
     log:
         "results/logs/analyze.log",
     benchmark:
@@ -55,5 +42,10 @@ rule analyze:
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("analyze"),
+        settings=config["analysis"],
+        own_category=config["subject_categories"],
+        prompt_ids=list(PLAN.prompts["id"]),
     script:
         "../workflow_scripts/analyze.py"

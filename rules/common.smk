@@ -1,4 +1,5 @@
 # Shared definitions: config validation, the run plan, input helpers, resources.
+import functools
 import os
 import sys
 
@@ -7,11 +8,13 @@ from snakemake.exceptions import WorkflowError
 # The rules run the package of this checkout, installed or not (also inside --sdm conda envs).
 ENTMAP_SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, ENTMAP_SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ENTMAP_SRC, os.environ.get("PYTHONPATH")]))
+# Jobs inherit it (set, not required: no `envvars:` needed).
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [ENTMAP_SRC, os.environ.get("PYTHONPATH")])))
 
 from entmap.config import plan as entmap_config  # noqa: E402
 from entmap.core import vocabulary  # noqa: E402
 from entmap.core.code_graph import code_hash  # noqa: E402
+from entmap.toymodels.training_config import load_training_config  # noqa: E402
 
 SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 try:
@@ -90,6 +93,38 @@ def shard_prompt_ids(wildcards):
     return list(PLAN.shard(wildcards.shard).prompt_ids)
 
 
+def class_images_input(wildcards):
+    """The prior-preservation class images a subject x method needs (none without prior)."""
+    settings = entmap_config.method_settings(config, wildcards.subject, wildcards.method)
+    if not settings.get("prior_preservation", False):
+        return []
+    word = config["subjects"][wildcards.subject]["class_word"]
+    return [f"results/class_images/{entmap_config.class_slug(word)}"]
+
+
+def tea_spec(wildcards):
+    return TEA_MODELS[f"{wildcards.subject}/{wildcards.method}"]
+
+
+def tea_reference_input(wildcards):
+    folder = tea_spec(wildcards)["references"]
+    return [folder] if folder else []
+
+
+TOYWORLD_TRAIN = config.get("toyworld_training", "configs/toyworld-train.yaml")
+
+
+@functools.cache
+def toyworld_block():
+    """The checked `toyworld:` block, read once however many jobs ask."""
+    return load_training_config(TOYWORLD_TRAIN, os.path.join(workflow.basedir, "schemas", "toyworld-train.schema.yaml"))
+
+
+def toyworld_settings(kind):
+    block = toyworld_block()
+    return {"settings": block[kind], "device": block["device"], "threads": block["threads"]}
+
+
 def gpu_mem_mb(base_mb):
     """Memory request that grows with each retry (attempt 1, 2, ...)."""
     return lambda wildcards, attempt: base_mb * attempt
@@ -100,6 +135,7 @@ def gpu_runtime(base_minutes):
 
 
 CONDA_ENV = "../envs/entmap.yaml"
+
 
 def script_code(script):
     """Hash of the entmap modules a rule's script imports, transitively (entmap.core.code_graph).

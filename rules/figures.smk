@@ -12,14 +12,14 @@ rule figure_map:
             category="Figures",
         ),
         pdf="results/figures/entanglement_map.pdf",
-    params:
-        code=script_code("figure_map"),
-        caption=figure_caption("entanglement_map"),
     log:
         "results/logs/figures/entanglement_map.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("figure_map"),
+        caption=figure_caption("entanglement_map"),
     script:
         "../workflow_scripts/figure_map.py"
 
@@ -35,14 +35,14 @@ rule figure_scatter:
             category="Figures",
         ),
         pdf="results/figures/drift_scatter.pdf",
-    params:
-        code=script_code("figure_scatter"),
-        caption=figure_caption("drift_scatter"),
     log:
         "results/logs/figures/drift_scatter.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("figure_scatter"),
+        caption=figure_caption("drift_scatter"),
     script:
         "../workflow_scripts/figure_scatter.py"
 
@@ -57,14 +57,14 @@ rule figure_category_matrix:
             category="Figures",
         ),
         pdf="results/figures/category_matrix.pdf",
-    params:
-        code=script_code("figure_category_matrix"),
-        caption=figure_caption("category_matrix"),
     log:
         "results/logs/figures/category_matrix.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("figure_category_matrix"),
+        caption=figure_caption("category_matrix"),
     script:
         "../workflow_scripts/figure_category_matrix.py"
 
@@ -83,15 +83,15 @@ rule figure_grid:
             labels={"model": "{subject}/{method}"},
         ),
         pdf="results/figures/grids/{subject}/{method}.pdf",
-    params:
-        code=script_code("figure_grid"),
-        caption=lambda wildcards: vocabulary.figure_caption("grid", f"{wildcards.subject}/{wildcards.method}"),
-        n_prompts=config["analysis"].get("grid_prompts", 6),
-        prompt_ids=list(PLAN.prompts["id"]),
     log:
         "results/logs/figures/grids/{subject}/{method}.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("figure_grid"),
+        caption=lambda wildcards: vocabulary.figure_caption("grid", f"{wildcards.subject}/{wildcards.method}"),
+        n_prompts=config["analysis"].get("grid_prompts", 6),
+        prompt_ids=list(PLAN.prompts["id"]),
     script:
         "../workflow_scripts/figure_grid.py"

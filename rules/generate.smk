@@ -7,6 +7,17 @@ rule generate_base:
         suite=SUITE,
     output:
         "results/images/base/{shard}.parquet",
+    log:
+        "results/logs/generate/base/{shard}.log",
+    benchmark:
+        "results/benchmarks/generate/base/{shard}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(16000),
+        runtime=gpu_runtime(60),
     params:
         code=script_code("generate"),
         model="base",
@@ -16,17 +27,6 @@ rule generate_base:
         settings=GENERATION,
         base_model=BASE_MODEL,
         runtime=RUNTIME,
-    threads: config["torch_threads"]
-    resources:
-        gpu=1,
-        mem_mb=gpu_mem_mb(16000),
-        runtime=gpu_runtime(60),
-    log:
-        "results/logs/generate/base/{shard}.log",
-    benchmark:
-        "results/benchmarks/generate/base/{shard}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/generate.py"
 
@@ -38,6 +38,17 @@ rule generate_personalized:
         adapter=adapter_inputs,
     output:
         "results/images/{subject}/{method}/{shard}.parquet",
+    log:
+        "results/logs/generate/{subject}/{method}/{shard}.log",
+    benchmark:
+        "results/benchmarks/generate/{subject}/{method}/{shard}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(16000),
+        runtime=gpu_runtime(60),
     params:
         code=script_code("generate"),
         model="{subject}/{method}",
@@ -47,16 +58,5 @@ rule generate_personalized:
         settings=GENERATION,
         base_model=BASE_MODEL,
         runtime=RUNTIME,
-    threads: config["torch_threads"]
-    resources:
-        gpu=1,
-        mem_mb=gpu_mem_mb(16000),
-        runtime=gpu_runtime(60),
-    log:
-        "results/logs/generate/{subject}/{method}/{shard}.log",
-    benchmark:
-        "results/benchmarks/generate/{subject}/{method}/{shard}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/generate.py"

@@ -5,14 +5,14 @@ rule build_tiny_base:
     output:
         sd=directory(entmap_config.TINY_BASE_DIR),
         clip=directory(entmap_config.TINY_SCORER_DIR),
-    params:
-        code=script_code("build_tiny_base"),
-        base_seed=config["base"].get("tiny_seed", 0),
-        scorer_seed=config["scorer"].get("tiny_seed", 0),
     log:
         "results/logs/build_tiny_base.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("build_tiny_base"),
+        base_seed=config["base"].get("tiny_seed", 0),
+        scorer_seed=config["scorer"].get("tiny_seed", 0),
     script:
         "../workflow_scripts/build_tiny_base.py"

@@ -14,14 +14,14 @@ rule report:
             caption="../resources/report/report.rst",
             category="Report",
         ),
-    params:
-        code=script_code("report"),
-        config=config,
     log:
         "results/logs/report.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("report"),
+        config=config,
     script:
         "../workflow_scripts/report.py"
 
@@ -33,15 +33,15 @@ rule archive:
         suite=SUITE,
     output:
         "results/archive/entmap-run.tar.gz",
-    params:
-        code=script_code("archive"),
-        config=config,
-        include_images=config.get("archive", {}).get("include_images", False),
-        include_weights=config.get("archive", {}).get("include_weights", False),
     log:
         "results/logs/archive.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("archive"),
+        config=config,
+        include_images=config.get("archive", {}).get("include_images", False),
+        include_weights=config.get("archive", {}).get("include_weights", False),
     script:
         "../workflow_scripts/archive.py"

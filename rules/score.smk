@@ -8,23 +8,23 @@ rule score:
         suite=SUITE,
     output:
         "results/scores/{model}/{shard}.parquet",
+    log:
+        "results/logs/score/{model}/{shard}.log",
+    benchmark:
+        "results/benchmarks/score/{model}/{shard}.tsv"
     wildcard_constraints:
         model="base|[a-z0-9_-]+/(ti|lora|cd|external|perturb)",
-    params:
-        code=script_code("score"),
-        scorer=SCORER,
-        prompt_ids=shard_prompt_ids,
-        runtime=RUNTIME,
+    conda:
+        CONDA_ENV
     threads: config["torch_threads"]
     resources:
         gpu=1,
         mem_mb=gpu_mem_mb(8000),
         runtime=gpu_runtime(30),
-    log:
-        "results/logs/score/{model}/{shard}.log",
-    benchmark:
-        "results/benchmarks/score/{model}/{shard}.tsv"
-    conda:
-        CONDA_ENV
+    params:
+        code=script_code("score"),
+        scorer=SCORER,
+        prompt_ids=shard_prompt_ids,
+        runtime=RUNTIME,
     script:
         "../workflow_scripts/score.py"

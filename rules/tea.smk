@@ -1,15 +1,6 @@
 # Semantic collapse and TEA: sweeps of the test-time adjustment, and drift over TI training.
 
 
-def tea_spec(wildcards):
-    return TEA_MODELS[f"{wildcards.subject}/{wildcards.method}"]
-
-
-def tea_reference_input(wildcards):
-    folder = tea_spec(wildcards)["references"]
-    return [folder] if folder else []
-
-
 rule tea_sweep:
     input:
         base=base_model_input,
@@ -17,6 +8,17 @@ rule tea_sweep:
         adapter=adapter_inputs,
     output:
         "results/tea/{subject}/{method}/images.parquet",
+    log:
+        "results/logs/tea/{subject}/{method}/sweep.log",
+    benchmark:
+        "results/benchmarks/tea/{subject}/{method}/sweep.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(16000),
+        runtime=gpu_runtime(60),
     params:
         code=script_code("tea_sweep"),
         model="{subject}/{method}",
@@ -27,17 +29,6 @@ rule tea_sweep:
         settings=GENERATION,
         base_model=BASE_MODEL,
         runtime=RUNTIME,
-    threads: config["torch_threads"]
-    resources:
-        gpu=1,
-        mem_mb=gpu_mem_mb(16000),
-        runtime=gpu_runtime(60),
-    log:
-        "results/logs/tea/{subject}/{method}/sweep.log",
-    benchmark:
-        "results/benchmarks/tea/{subject}/{method}/sweep.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/tea_sweep.py"
 
@@ -50,23 +41,23 @@ rule tea_score:
         references=tea_reference_input,
     output:
         "results/tea/{subject}/{method}/scores.parquet",
-    params:
-        code=script_code("tea_score"),
-        spec=tea_spec,
-        prompts=entmap_config.tea_sweep_settings(config).get("prompts"),
-        scorer=SCORER,
-        runtime=RUNTIME,
-    threads: config["torch_threads"]
-    resources:
-        gpu=1,
-        mem_mb=gpu_mem_mb(8000),
-        runtime=gpu_runtime(30),
     log:
         "results/logs/tea/{subject}/{method}/score.log",
     benchmark:
         "results/benchmarks/tea/{subject}/{method}/score.tsv"
     conda:
         CONDA_ENV
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(8000),
+        runtime=gpu_runtime(30),
+    params:
+        code=script_code("tea_score"),
+        spec=tea_spec,
+        prompts=entmap_config.tea_sweep_settings(config).get("prompts"),
+        scorer=SCORER,
+        runtime=RUNTIME,
     script:
         "../workflow_scripts/tea_score.py"
 
@@ -82,15 +73,15 @@ rule tea_tradeoff:
             category="Semantic collapse and TEA",
         ),
         pdf="results/figures/tea_tradeoff.pdf",
-    params:
-        code=script_code("tea_tradeoff"),
-        caption=figure_caption("tea_tradeoff"),
-        levels={model: spec["level"] for model, spec in TEA_MODELS.items()},
     log:
         "results/logs/tea/tradeoff.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("tea_tradeoff"),
+        caption=figure_caption("tea_tradeoff"),
+        levels={model: spec["level"] for model, spec in TEA_MODELS.items()},
     script:
         "../workflow_scripts/tea_tradeoff.py"
 
@@ -102,17 +93,17 @@ rule collapse_trajectory:
         trajectory="results/adapters/{subject}/ti/trajectory.safetensors",
     output:
         "results/collapse/{subject}.csv",
+    log:
+        "results/logs/collapse/{subject}.log",
+    conda:
+        CONDA_ENV
+    threads: config["torch_threads"]
     params:
         code=script_code("collapse_trajectory"),
         subject=lambda wildcards: COLLAPSE_SUBJECTS[wildcards.subject],
         collapse=entmap_config.collapse_settings(config),
         base_model=BASE_MODEL,
         runtime=RUNTIME,
-    threads: config["torch_threads"]
-    log:
-        "results/logs/collapse/{subject}.log",
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/collapse_trajectory.py"
 
@@ -128,13 +119,13 @@ rule collapse_summary:
             category="Semantic collapse and TEA",
         ),
         pdf="results/figures/collapse.pdf",
-    params:
-        code=script_code("collapse_summary"),
-        caption=figure_caption("collapse"),
     log:
         "results/logs/collapse/summary.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=script_code("collapse_summary"),
+        caption=figure_caption("collapse"),
     script:
         "../workflow_scripts/collapse_summary.py"

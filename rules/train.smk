@@ -1,15 +1,6 @@
 # Personalization: one adapter per subject x method; audited external adapters; class images.
 
 
-def class_images_input(wildcards):
-    """The prior-preservation class images a subject x method needs (none without prior)."""
-    settings = entmap_config.method_settings(config, wildcards.subject, wildcards.method)
-    if not settings.get("prior_preservation", False):
-        return []
-    word = config["subjects"][wildcards.subject]["class_word"]
-    return [f"results/class_images/{entmap_config.class_slug(word)}"]
-
-
 rule train:
     input:
         base=base_model_input,
@@ -19,8 +10,19 @@ rule train:
         adapter="results/adapters/{subject}/{method}/adapter.safetensors",
         meta="results/adapters/{subject}/{method}/meta.json",
         train_log="results/adapters/{subject}/{method}/train_log.parquet",
+    log:
+        "results/logs/train/{subject}/{method}.log",
+    benchmark:
+        "results/benchmarks/train/{subject}/{method}.tsv"
     wildcard_constraints:
         method="lora|cd",
+    conda:
+        CONDA_ENV
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(24000),
+        runtime=gpu_runtime(120),
     params:
         code=script_code("train"),
         subject=subject_identity,
@@ -28,17 +30,6 @@ rule train:
         settings=lambda wildcards: entmap_config.method_settings(config, wildcards.subject, wildcards.method),
         base_model=BASE_MODEL,
         runtime=RUNTIME,
-    threads: config["torch_threads"]
-    resources:
-        gpu=1,
-        mem_mb=gpu_mem_mb(24000),
-        runtime=gpu_runtime(120),
-    log:
-        "results/logs/train/{subject}/{method}.log",
-    benchmark:
-        "results/benchmarks/train/{subject}/{method}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/train.py"
 
@@ -58,6 +49,17 @@ rule class_images:
         base=base_model_input,
     output:
         directory("results/class_images/{class_slug}"),
+    log:
+        "results/logs/class_images/{class_slug}.log",
+    benchmark:
+        "results/benchmarks/class_images/{class_slug}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["torch_threads"]
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb(16000),
+        runtime=gpu_runtime(60),
     params:
         code=script_code("class_images"),
         class_word=lambda wildcards: CLASS_WORDS[wildcards.class_slug],
@@ -65,17 +67,6 @@ rule class_images:
         settings=GENERATION,
         base_model=BASE_MODEL,
         runtime=RUNTIME,
-    threads: config["torch_threads"]
-    resources:
-        gpu=1,
-        mem_mb=gpu_mem_mb(16000),
-        runtime=gpu_runtime(60),
-    log:
-        "results/logs/class_images/{class_slug}.log",
-    benchmark:
-        "results/benchmarks/class_images/{class_slug}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/class_images.py"
 
@@ -86,17 +77,17 @@ rule audit_external:
         source=lambda wildcards: config["external"][wildcards.subject]["path"],
     output:
         meta="results/adapters/{subject}/external/meta.json",
-    params:
-        code=script_code("audit_external"),
-        spec=lambda wildcards: config["external"][wildcards.subject],
-        base_model=BASE_MODEL,
-    resources:
-        mem_mb=16000,
-        runtime=30,
     log:
         "results/logs/audit_external/{subject}.log",
     conda:
         CONDA_ENV
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    params:
+        code=script_code("audit_external"),
+        spec=lambda wildcards: config["external"][wildcards.subject],
+        base_model=BASE_MODEL,
     script:
         "../workflow_scripts/audit_external.py"
 
@@ -106,20 +97,20 @@ rule example_external_adapter:
         base=base_model_input,
     output:
         "results/examples/{name}.safetensors",
-    params:
-        code=script_code("example_external_adapter"),
-        base_model=BASE_MODEL,
-        resolution=config["generation"]["resolution"],
-        runtime=RUNTIME,
+    log:
+        "results/logs/example_external_adapter/{name}.log",
+    conda:
+        CONDA_ENV
     threads: config["torch_threads"]
     resources:
         gpu=1,
         mem_mb=gpu_mem_mb(16000),
         runtime=gpu_runtime(30),
-    log:
-        "results/logs/example_external_adapter/{name}.log",
-    conda:
-        CONDA_ENV
+    params:
+        code=script_code("example_external_adapter"),
+        base_model=BASE_MODEL,
+        resolution=config["generation"]["resolution"],
+        runtime=RUNTIME,
     script:
         "../workflow_scripts/example_external_adapter.py"
 
@@ -130,18 +121,18 @@ rule perturb:
     output:
         adapter="results/adapters/{subject}/perturb/adapter.safetensors",
         meta="results/adapters/{subject}/perturb/meta.json",
+    log:
+        "results/logs/perturb/{subject}.log",
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=16000,
+        runtime=15,
     params:
         code=script_code("perturb"),
         scale=lambda wildcards: PERTURB_SCALES[wildcards.subject],
         seed=config.get("perturb", {}).get("seed", 0),
         base_model=BASE_MODEL,
         runtime=RUNTIME,
-    resources:
-        mem_mb=16000,
-        runtime=15,
-    log:
-        "results/logs/perturb/{subject}.log",
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/perturb.py"

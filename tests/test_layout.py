@@ -1,8 +1,45 @@
-"""DESIGN.md's promises that a file scan can check."""
+"""The workflow's conventions that a file scan can check: logs, glue scripts, GPU routing, no outside citations."""
 
 import re
+import subprocess
 
+import yaml
 from conftest import REPO
+
+
+def rule_blocks() -> dict[str, str]:
+    """Rule name -> its text, for every rule of rules/*.smk (``use rule`` inherits its parent's)."""
+    blocks: dict[str, str] = {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=rule \w+:|use rule )", smk.read_text(), flags=re.MULTILINE):
+            if match := re.match(r"rule (\w+):", block):
+                blocks[match.group(1)] = block
+            elif match := re.match(r"use rule (\w+) as (\w+)", block):
+                blocks[match.group(2)] = blocks[match.group(1)] + block
+    return blocks
+
+
+def test_every_gpu_rule_has_its_gpu_partition_in_the_slurm_profile():
+    profile = yaml.safe_load((REPO / "profiles/slurm/profile.yaml").read_text())
+    gpu_rules = {name for name, block in rule_blocks().items() if re.search(r"^\s+gpu=1,", block, re.M)}
+    assert {"generate_base", "train_ti", "toyworld_scorer"} <= gpu_rules  # the scan sees rules and `use rule`
+    routed = {name for name, keys in profile["set-resources"].items() if "gpu" in keys.get("slurm_partition", "")}
+    assert gpu_rules <= routed, f"gpu=1 rules without a GPU partition in profiles/slurm: {sorted(gpu_rules - routed)}"
+    unknown = sorted(routed - set(rule_blocks()))
+    assert not unknown, f"profiles/slurm names rules that do not exist: {unknown}"
+
+
+def test_nothing_in_the_repository_cites_files_outside_it():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    pattern = re.compile(r"SCIENCE\.md|DESIGN\.md|\.\./shared")
+    hits = [
+        name
+        for name in tracked
+        if (REPO / name).is_file()
+        and (REPO / name).suffix in {".py", ".md", ".yaml", ".smk", ".rst", ".html", ".toml", ".tsv", ""}
+        and pattern.search((REPO / name).read_text(encoding="utf-8", errors="replace"))
+    ]
+    assert not hits, f"these files cite files outside the repository: {hits}"
 
 
 def test_every_rule_has_a_log():

@@ -149,3 +149,17 @@ def test_pixel_checks_read_scenes_back_through_the_shipped_autoencoder():
     images = ((decoded.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     assert all(read_colour(image) == scene.colour for image, scene in zip(images, picked, strict=True))
     assert all(read_position(image) == scene.position for image, scene in zip(images, picked, strict=True))
+
+
+def test_collapse_diagnostics_load_the_float16_text_encoder_in_float32():
+    from transformers import CLIPTextModel
+
+    from entmap.tea.trajectory import load_text_encoder
+
+    stored = CLIPTextModel.from_pretrained(SHIPPED / "sd", subfolder="text_encoder")
+    assert stored.dtype == torch.float16  # what transformers gives without a dtype
+    _, text_encoder = load_text_encoder(str(SHIPPED / "sd"))
+    assert text_encoder.dtype == torch.float32
+    assert torch.equal(
+        text_encoder.get_input_embeddings().weight, stored.get_input_embeddings().weight.to(torch.float32)
+    )

@@ -455,17 +455,54 @@ def test_changing_the_seeds_regenerates_every_model(finished_run):
     assert reasons and all("Params have changed" in reason for reason in reasons), reasons
 
 
-def test_editing_analysis_code_reruns_analysis_only(finished_run):
-    source = finished_run / "src/entmap/analysis/hypothesis_tests.py"
+def dry_run_after_editing(workdir, module: str) -> list[tuple[str, str]]:
+    """Jobs a dry run schedules after a comment is appended to ``src/entmap/{module}`` (restored)."""
+    source = workdir / "src" / "entmap" / module
     original = source.read_text()
     try:
-        source.write_text(original + "\n# an edit to the analysis code\n")
-        jobs = dry_run_jobs(finished_run)
+        source.write_text(original + "\n# an edit\n")
+        return dry_run_jobs(workdir)
     finally:
         source.write_text(original)
+
+
+def test_editing_analysis_code_reruns_analysis_only(finished_run):
+    jobs = dry_run_after_editing(finished_run, "analysis/hypothesis_tests.py")
     assert sorted(rule for rule, _ in jobs) == sorted(
         ["analyze", "figure_scatter", "figure_category_matrix", "report", "all"]
     )
+
+
+def test_editing_a_module_generation_imports_indirectly_reschedules_generation(finished_run):
+    # core/runtime.py chooses the dtype; generate.py reaches it only through models/loading.py
+    jobs = dry_run_after_editing(finished_run, "core/runtime.py")
+    rules = {rule for rule, _ in jobs}
+    assert {"generate_base", "generate_personalized", "score", "disrupt", "noise_floor", "tea_sweep"} <= rules
+    generated = {out for rule, out in jobs if rule.startswith("generate_")}
+    assert generated == {f"results/images/{m}/000.parquet" for m in ["base", *MODELS]}
+
+
+def test_editing_a_figure_module_reschedules_figures_and_report_only(finished_run):
+    jobs = dry_run_after_editing(finished_run, "present/figures.py")
+    assert {rule for rule, _ in jobs} == {
+        "figure_map",
+        "figure_scatter",
+        "figure_category_matrix",
+        "figure_grid",
+        "tea_tradeoff",
+        "collapse_summary",
+        "report",
+        "all",
+    }
+
+
+def test_changing_the_methods_tea_covers_keeps_every_existing_sweep(finished_run):
+    """The sweeps receive the TEA settings their images depend on, not the list of methods."""
+    jobs = dry_run_with(finished_run, lambda c: c["tea"].update(methods=["ti", "lora", "external"]))
+    assert {rule for rule, _ in jobs} == {"tea_tradeoff", "report", "all"}, jobs
+    jobs = dry_run_with(finished_run, lambda c: c["tea"].update(alphas=[0, 0.8, 1.0]))
+    swept = sorted(out for rule, out in jobs if rule == "tea_sweep")
+    assert swept == sorted(f"results/tea/{m}/images.parquet" for m in MODELS[:4])  # a grid change reruns them
 
 
 def test_archive_round_trip_and_tamper_detection(finished_run, tmp_path):

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from entmap.core.atomic import write_text
+from entmap.present.archive import verify_archive
 
 TOYWORLD = "resources/models/toyworld"
 
 
 def verify_archive_command(args: argparse.Namespace) -> int:
-    from entmap.present.archive import verify_archive
 
     problems = verify_archive(args.folder)
     for problem in problems:
@@ -26,7 +29,6 @@ def verify_archive_command(args: argparse.Namespace) -> int:
 
 
 def toyworld_eval_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from entmap.toymodels.evaluate import evaluate, evaluation_scenes
 
@@ -49,8 +51,6 @@ def toyworld_eval_command(args: argparse.Namespace) -> int:
     )
     print(table.to_markdown(index=False, floatfmt=".3f"))
     if args.csv:
-        from entmap.core.atomic import write_text
-
         write_text(args.csv, table.to_csv(index=False))
     return 0
 

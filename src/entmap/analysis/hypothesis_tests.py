@@ -1,4 +1,4 @@
-"""Statistics of the map (SCIENCE.md section 1, "Hypotheses" and "Beyond the paper").
+"""Statistics of the map (docs/analysis.md).
 
 * H1: face personalizations disrupt people prompts more than non-people prompts;
 * H2: style personalizations disrupt non-target prompts more than face personalizations do;

@@ -7,6 +7,8 @@ Writes, under ``results/``:
 * ``stats/hypotheses.json`` (H1-H3), ``stats/normalization.json`` (min-max bounds of E),
   ``stats/mixed_model.json``, ``stats/significance.json`` (BH-flagged cells per model),
   ``stats/paired_shift.json`` (per model: paired test of its CLIP scores against the base's).
+
+Explained in docs/analysis.md and docs/outputs.md.
 """
 
 from __future__ import annotations

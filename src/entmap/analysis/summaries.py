@@ -1,6 +1,6 @@
 """From map cells to the paper's summaries: E(s), Table 1, Table 2, category matrix, per-model.
 
-Definitions (SCIENCE.md section 1):
+Definitions (docs/map.md and docs/analysis.md):
 
 * min-max normalization over *all cells of the map* (every prompt x every personalized model
   of the run): norm(x) = (x - min) / (max - min), separately for E_sem and E_per; the bounds

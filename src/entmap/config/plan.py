@@ -27,6 +27,7 @@ from entmap.models.adapter_formats import check_source
 TINY_BASE_DIR = "results/models/tiny-sd"
 TINY_SCORER_DIR = "results/models/tiny-clip"
 
+
 @dataclass(frozen=True)
 class Plan:
     """What one run does, derived from a validated config."""

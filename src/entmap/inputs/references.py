@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from entmap.core.atomic import atomic_dir
+from entmap.toyworld.subjects import draw_subject
 
 MIN_IMAGES = 3
 MIN_SIDE = 64
@@ -90,8 +91,6 @@ def draw_synthetic(kind: str, index: int, seed: int = 0, size: int = 128) -> Ima
         raise ValueError(f"unknown synthetic subject kind {kind!r}; use one of {SYNTHETIC_KINDS}")
     rng = np.random.default_rng([seed, SYNTHETIC_KINDS.index(kind), index])
     if kind.startswith("toy-"):  # the toy world's subjects (entmap.toyworld.subjects)
-        from entmap.toyworld.subjects import draw_subject
-
         return draw_subject(kind, rng, size)
     return {"face": _draw_face, "object": _draw_object, "style": _draw_style}[kind](rng, size)
 

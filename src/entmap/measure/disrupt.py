@@ -4,6 +4,8 @@ For every (prompt, seed) of a shard: a_base, a_pers, d_sem = |a_pers - a_base|
 and LPIPS(x_base, x_pers). The two models' shards must hold exactly the same
 (prompt_id, seed, settings_hash) rows; anything else is not seed-matched and
 is refused.
+
+Explained in docs/map.md.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ cell.e_per        = mean_k LPIPS(x_base, x_pers)    (E_per)
 above_tau_*       = the cell exceeds the noise floor's threshold.
 The wide matrices e_sem.csv and e_per.csv have prompts as rows and models as
 columns: the Concept Entanglement Map M in R^{P x S}.
+
+Explained in docs/map.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The numbers of a Concept Entanglement Map (SCIENCE.md section 1).
+"""The numbers of a Concept Entanglement Map (docs/map.md).
 
 * alignment a = cos(f_T(p), f_I(x)): the raw cosine of L2-normalized CLIP
   embeddings (not x100, not clamped);

@@ -4,6 +4,8 @@ For each prompt and each seed pair (z_1, z_2), (z_3, z_4), ... of the base
 model: |a_k - a_k'| and LPIPS(x_k, x_k'). tau_sem and tau_per are the
 ``percentile``-th percentiles over all prompts and pairs (paper: 3 pairs,
 95th percentile; SD v1.5 gives tau_sem = 0.044, tau_per = 0.780).
+
+Explained in docs/map.md.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ The scorer is any open_clip model: a built-in name with a pretrained tag
 (``ViT-L-14`` / ``openai``), an ``hf-hub:`` id, or a ``local-dir:`` folder
 in the Hugging Face layout (the tiny scorer). The stored image embedding is
 L2-normalized, ready for the Frechet distance of the analysis stage.
+
+Explained in docs/map.md.
 """
 
 from __future__ import annotations

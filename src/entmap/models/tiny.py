@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from entmap.core.atomic import atomic_dir
@@ -179,7 +180,6 @@ def save_open_clip(model, model_cfg: dict, out_dir: str | os.PathLike[str], half
 
 def clip_tokenizer():
     """The SD v1.5 CLIP tokenizer, built offline from open_clip's vocabulary (context 77)."""
-    import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
         write_clip_tokenizer(folder)

@@ -14,6 +14,8 @@ name an attn2 k/v weight of the base UNet or whose shape differs, and registers 
 this model family without a private argument, so it is not used.) The processor-style keys of
 diffusers' own Custom Diffusion checkpoints (``...attn2.processor.to_k_custom_diffusion.weight``)
 are accepted too.
+
+Explained in docs/methods.md.
 """
 
 from __future__ import annotations

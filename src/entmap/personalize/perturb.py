@@ -8,6 +8,8 @@ At scale 0, W' = W bit for bit, so every disruption of that model must be exactl
 scale grows, disruption must grow. This checks the whole measurement chain end to end. The
 result is saved in the Custom Diffusion file format (k/v weights, no token) and loaded by the
 same code.
+
+Explained in docs/methods.md.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ the base in exactly one row. The result is saved as ``{token: (1, d)}`` in
 safetensors, the format ``pipe.load_textual_inversion`` reads; the embedding
 is also kept every ``save_every`` steps (the trajectory) for the
 semantic-collapse diagnostics.
+
+Explained in docs/methods.md.
 """
 
 from __future__ import annotations

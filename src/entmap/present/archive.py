@@ -5,6 +5,8 @@ per-seed tables, adapter metadata and training logs; generated images and adapte
 optionally), the exact configuration, the prompt suite, the SHA-256 of every adapter, the
 package versions and the git commit (``PROVENANCE.json``), and ``MANIFEST.sha256`` listing the
 checksum of every other file in ``sha256sum`` format. ``verify_archive`` recomputes them.
+
+Explained in docs/outputs.md.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 
 from entmap.core.atomic import atomic_path
 from entmap.core.checksums import file_sha256
+from entmap.core.provenance import git_commit, package_versions
 
 MANIFEST = "MANIFEST.sha256"
 PROVENANCE = "PROVENANCE.json"
@@ -65,7 +68,6 @@ def write_archive(
     include_weights: bool = False,
 ) -> Path:
     """Write the run's archive (tar.gz) atomically; returns its path."""
-    from entmap.core.provenance import git_commit, package_versions
 
     results = Path(results_dir)
     out_path = Path(out_path)

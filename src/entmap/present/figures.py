@@ -8,6 +8,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import json
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -102,7 +104,6 @@ def entanglement_map_figure(
     cells_path: str | os.PathLike[str], noise_floor_path: str | os.PathLike[str], stem: str | os.PathLike[str]
 ) -> list[Path]:
     """Read cells.parquet and noise_floor.json; draw the E_sem map with tau_sem marks."""
-    import json
 
     from entmap.core.parquet_schemas import CELLS, read_table
 
@@ -271,7 +272,6 @@ def drift_scatter_figure(
     stem: str | os.PathLike[str],
 ) -> list[Path]:
     """Read tables/per_model.csv and noise_floor.json; draw the four-region scatter."""
-    import json
 
     floor = json.loads(Path(noise_floor_path).read_text(encoding="utf-8"))
     return plot_drift_scatter(pd.read_csv(per_model_path), floor["tau_sem"], floor["tau_per"], stem)

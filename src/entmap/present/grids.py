@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from entmap.core.image_codec import decode_png
 from entmap.core.parquet_schemas import DISRUPTION, IMAGES, read_tables
 
 
@@ -26,7 +27,6 @@ def grid_rows(
     Each prompt is shown at the seed with the largest shift. Computed from the model's own
     tables only, so adding another model never redraws this grid.
     """
-    from entmap.core.image_codec import decode_png
 
     text = dict(zip(prompts["id"], prompts["text"], strict=True))
     cells = disruption.groupby("prompt_id").agg(e_sem=("d_sem", "mean"), e_per=("lpips", "mean"))

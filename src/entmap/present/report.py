@@ -16,6 +16,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import markupsafe
 import pandas as pd
 import yaml
 
@@ -24,6 +26,7 @@ from entmap.core.provenance import __version__, git_commit, package_versions
 from entmap.core.vocabulary import ANALYSIS_TABLES, TABLES, output_caption
 
 TEMPLATE_FILE = "report_template.html"
+
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
@@ -86,7 +89,6 @@ def paired_shift_in_words(data: dict[str, Any]) -> str:
 
 def _section_item(path: str) -> dict[str, Any]:
     """A figure (inlined PNG) or a table (HTML) of the collapse and TEA section, with its caption."""
-    import markupsafe
 
     title, caption = output_caption(path)
     if path.endswith(".png"):
@@ -154,8 +156,6 @@ def write_report(
     ``figures`` are PNG paths; ``collapse_tea`` are the CSV and PNG paths of the semantic-collapse
     and TEA section (empty: no such section). Captions come from :mod:`entmap.core.vocabulary`.
     """
-    import jinja2
-    import markupsafe
 
     tables_dir, stats_dir = Path(tables_dir), Path(stats_dir)
     floor = json.loads(Path(noise_floor_path).read_text(encoding="utf-8"))

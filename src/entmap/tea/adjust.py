@@ -1,4 +1,4 @@
-"""TEA: training-free test-time embedding adjustment against semantic collapse (SCIENCE.md §3).
+"""TEA: training-free test-time embedding adjustment against semantic collapse (docs/tea-and-collapse.md).
 
 Token level (Textual Inversion), with anchor row M_c (the class word) and learned row M_V:
 

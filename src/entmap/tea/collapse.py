@@ -1,4 +1,4 @@
-"""Prompt-set distances of the semantic-collapse diagnostics (SCIENCE.md section 3).
+"""Prompt-set distances of the semantic-collapse diagnostics (docs/tea-and-collapse.md).
 
 P_V* holds the text-encoder vectors of context prompts with the learned token, P_c the same
 prompts with the class word (rows paired). Each prompt is pooled to one vector (entmap uses the

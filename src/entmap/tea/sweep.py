@@ -6,7 +6,7 @@ unadjusted model. Token level (Textual Inversion) replaces V*'s embedding row
 (:func:`entmap.tea.adjust.adjust_token`); prompt level (LoRA with a trained text encoder, Custom
 Diffusion, external adapters) passes adjusted ``prompt_embeds`` (:func:`entmap.tea.adjust.adjust_prompt_embeds`).
 
-Scores per image (cosines of the scorer's embeddings, SCIENCE.md section 3):
+Scores per image (cosines of the scorer's embeddings, docs/tea-and-collapse.md):
 
 * clip_context = S_T^p, against the context alone ("the grand canyon");
 * clip_concept = S_T^c, against the concept alone with the class word ("dog");
@@ -19,6 +19,7 @@ raise clip_context and lower clip_image as alpha grows.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -27,10 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
+from entmap.core.atomic import write_text
 from entmap.core.image_codec import png_bytes
 from entmap.core.parquet_schemas import TEA_IMAGES, TEA_SCORES, read_table, write_table
+from entmap.inputs.references import load_reference_images
 from entmap.models.sampling import initial_latents, render
 from entmap.tea.adjust import adjust_prompt_embeds, adjust_token
 
@@ -141,9 +145,6 @@ def sweep_images(
 
 def score_sweep(images: pd.DataFrame, prompts: pd.DataFrame, class_word: str, references: list, scorer) -> pd.DataFrame:
     """S_T^p, S_T^c, S_T^f and CLIP-I of every sweep image (see the module docstring)."""
-    import io
-
-    from PIL import Image
 
     from entmap.measure.metrics import clip_cosine
 
@@ -235,7 +236,6 @@ def run_scoring(
 ) -> None:
     """Score one model's sweep images and write the score table."""
     from entmap.core.runtime import configure_torch, resolve_device
-    from entmap.inputs.references import load_reference_images
     from entmap.measure.score import ClipScorer
 
     configure_torch(threads)
@@ -247,7 +247,6 @@ def run_scoring(
 
 def write_tradeoff(score_paths: list[str], levels: dict[str, str], out_csv: str | os.PathLike[str]) -> None:
     """Merge every model's scores into the trade-off table (CSV)."""
-    from entmap.core.atomic import write_text
 
     scores = pd.concat([read_table(path, TEA_SCORES) for path in score_paths], ignore_index=True)
     write_text(out_csv, tradeoff_table(scores, levels).to_csv(index=False))

@@ -1,4 +1,4 @@
-"""Semantic-collapse diagnostics over a Textual Inversion training trajectory (SCIENCE.md section 3).
+"""Semantic-collapse diagnostics over a Textual Inversion training trajectory (docs/tea-and-collapse.md).
 
 For every kept step t of the trajectory (train_ti's ``trajectory.safetensors``), with V*'s row
 set to M_V(t) in the base text encoder:
@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from entmap.core.atomic import write_text
 from entmap.tea.adjust import anchor_row
 from entmap.tea.collapse import set_distances, trajectory_diagnostics
 
@@ -84,6 +85,20 @@ def diagnose_trajectory(
     return pd.DataFrame(rows)
 
 
+def load_text_encoder(base_model: str):
+    """(tokenizer, text encoder) of a diffusers pipeline folder or hub id, on the CPU in float32.
+
+    transformers loads weights in their stored dtype unless told otherwise; a pipeline stored in
+    float16 (the shipped toy world's) would otherwise round every trajectory row to float16.
+    """
+    import torch
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder", dtype=torch.float32)
+    return tokenizer, text_encoder.eval()
+
+
 def run_diagnostics(
     base_model: str,
     trajectory_path: str | os.PathLike[str],
@@ -97,14 +112,11 @@ def run_diagnostics(
 ) -> None:
     """Load the base text encoder (CPU, float32) and the trajectory; write the per-step table."""
     from safetensors.torch import load_file
-    from transformers import CLIPTextModel, CLIPTokenizer
 
-    from entmap.core.atomic import write_text
     from entmap.core.runtime import configure_torch
 
     configure_torch(threads)
-    tokenizer = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder").eval()
+    tokenizer, text_encoder = load_text_encoder(base_model)
     saved = load_file(str(trajectory_path))
     steps = [int(s) for s in saved["steps"].tolist()]
     frame = diagnose_trajectory(
@@ -116,7 +128,6 @@ def run_diagnostics(
 
 def merge_tables(paths: list[str], out_csv: str | os.PathLike[str]) -> None:
     """Concatenate the per-subject tables into tables/collapse.csv (columns :data:`COLUMNS`)."""
-    from entmap.core.atomic import write_text
 
     frames = [pd.read_csv(path) for path in paths]
     merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)

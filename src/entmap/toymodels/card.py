@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from entmap.core.atomic import atomic_dir
 from entmap.toyworld.world import BACKGROUNDS, COLOURS, HELD_OUT_PAIRS, POSITIONS, SHAPES
 
 
@@ -124,9 +126,7 @@ def release(
     commit: str,
 ) -> None:
     """Assemble the shippable folder: sd/, clip/ and MODEL_CARD.md (logs and records beside them)."""
-    import json
 
-    from entmap.core.atomic import atomic_dir
     from entmap.toymodels.train import training_record_path
 
     logs = {kind: pd.read_csv(path) for kind, path in train_log_csvs.items()}

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from itertools import combinations
 from typing import Any
 
@@ -40,10 +41,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from entmap.core.atomic import atomic_dir
+from entmap.core.atomic import atomic_dir, write_text
+from entmap.core.provenance import git_commit, git_tree_dirty
 from entmap.core.runtime import seeded
 from entmap.personalize.training_loop import optimize
-from entmap.toyworld.world import ATTRIBUTE_VALUES, ATTRIBUTES, SIZE, Scene, colour_texture, render, training_scenes
+from entmap.toyworld.world import (
+    ATTRIBUTE_VALUES,
+    ATTRIBUTES,
+    SIZE,
+    Scene,
+    all_scenes,
+    colour_texture,
+    render,
+    training_scenes,
+)
 
 SCORER_CONTEXT = 16  # tokens; every toy caption fits
 
@@ -181,7 +192,6 @@ def build_vae(settings: dict[str, Any]):
 
 def train_vae(settings: dict[str, Any], out_dir: str | os.PathLike[str], device: torch.device):
     """Train the VAE (both phases), set its scaling factor, save it; returns (log, decoder log)."""
-    from entmap.toyworld.world import all_scenes
 
     seed = settings["seed"]
     with seeded(seed):
@@ -342,12 +352,9 @@ def run_training(
     the hardware, torch's version, the wall time and the git commit of the code (with whether
     tracked files had uncommitted changes), which the model card quotes.
     """
-    import time
 
     import pandas as pd
 
-    from entmap.core.atomic import write_text
-    from entmap.core.provenance import git_commit, git_tree_dirty
     from entmap.core.runtime import configure_torch, hardware, resolve_device
 
     configure_torch(threads)

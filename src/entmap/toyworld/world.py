@@ -19,6 +19,8 @@ bounding box. Shape (template of best IoU in the bounding box of the raw saturat
 background (texture of least mean absolute error outside them) are read from clean scenes; for
 generated images the evaluation asks the scorer instead. On real scenes every attribute reads
 back exactly (tested).
+
+Explained in docs/toyworld.md.
 """
 
 from __future__ import annotations
