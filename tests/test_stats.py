@@ -226,3 +226,76 @@ def test_paired_shift_matches_scipy_and_flags_a_planted_shift():
     assert a["q_t"] == pytest.approx(q[0])
     assert out["significant_models"] == ["a/lora"]
     assert out["by_model"]["c/ti"]["reason"] == "no variation across prompts"  # TI: exactly zero shifts
+
+
+def with_extra_models(rng, seeds, cells, scale):
+    """Append planted-effect controls (method perturb) and external adapters declaring a category."""
+    extra_seeds = []
+    for name, method, category in (
+        ("kv0p2/perturb", "perturb", "control"),
+        ("kv0p5/perturb", "perturb", "control"),
+        ("watercolor/external", "external", "style"),
+        ("someone/external", "external", "face"),
+    ):
+        block = seeds[seeds["model"] == "face0/ti"].copy()
+        block["model"], block["subject"], block["method"], block["subject_category"] = (
+            name,
+            name.split("/")[0],
+            method,
+            category,
+        )
+        block["d_sem"] = np.abs(rng.normal(scale, 0.01, len(block)))
+        block["lpips"] = np.abs(rng.normal(0.6, 0.05, len(block)))
+        extra_seeds.append(block)
+    all_seeds = pd.concat([seeds, *extra_seeds], ignore_index=True)
+    keys = ["model", "subject", "method", "subject_category", "prompt_id", "category"]
+    extra = pd.concat(extra_seeds).groupby(keys, sort=False).agg(e_sem=("d_sem", "mean"), e_per=("lpips", "mean"))
+    extra = extra.reset_index().assign(text=lambda f: f["prompt_id"], e_sem_signed=0.0)
+    extra["above_tau_sem"], extra["above_tau_per"] = extra["e_sem"] > 0.04, extra["e_per"] > 0.4
+    return all_seeds, pd.concat([cells, extra], ignore_index=True)
+
+
+def test_study_tables_and_hypotheses_do_not_move_with_controls_or_external_adapters():
+    seeds, cells = synthetic(np.random.default_rng(7), style_shift=0.005)
+    big_seeds, big_cells = with_extra_models(np.random.default_rng(8), seeds, cells, scale=0.2)
+    other_seeds, other_cells = with_extra_models(np.random.default_rng(9), seeds, cells, scale=0.05)
+    alone = summarize(cells, seeds, OWN, n_boot=50, seed=3)
+    runs = [summarize(c, s, OWN, n_boot=50, seed=3) for s, c in ((big_seeds, big_cells), (other_seeds, other_cells))]
+    for run in runs:
+        assert run.bounds["e_sem"] == alone.bounds["e_sem"] and run.bounds["e_per"] == alone.bounds["e_per"]
+        for name in ("table1", "table2", "category_matrix"):
+            pd.testing.assert_frame_equal(getattr(run, name), getattr(alone, name))
+        study = run.per_model[run.per_model["population"] == "study"].reset_index(drop=True)
+        pd.testing.assert_frame_equal(study, alone.per_model)
+        result = hypotheses(big_cells, run.per_model, OWN)
+        expected = hypotheses(cells, alone.per_model, OWN)
+        for key in ("H1", "H2"):
+            assert result[key]["p"] == expected[key]["p"] and result[key]["n_x"] == expected[key]["n_x"]
+        assert result["H3"]["means"] == expected["H3"]["means"]
+    # the others are scored against the study's bounds: E by hand for one external adapter
+    per_model = runs[0].per_model.set_index("model")
+    assert set(per_model.loc[["kv0p2/perturb", "watercolor/external"], "population"]) == {"control", "external"}
+    ext = big_cells[big_cells["model"] == "someone/external"]
+    non_target = ext[ext["category"] != "people"]
+    b = alone.bounds
+    e = ((non_target["e_sem"] - b["e_sem"]["min"]) / (b["e_sem"]["max"] - b["e_sem"]["min"])) / 2 + (
+        (non_target["e_per"] - b["e_per"]["min"]) / (b["e_per"]["max"] - b["e_per"]["min"])
+    ) / 2
+    assert per_model.loc["someone/external", "E"] == pytest.approx(e.mean())
+    # a config key moves external adapters into the study on purpose
+    included = summarize(big_cells, big_seeds, OWN, n_boot=0, include_external=True)
+    assert "watercolor/external" in included.bounds["models"] and included.bounds["e_per"] != alone.bounds["e_per"]
+    assert "external" in set(included.table1["method"])
+
+
+def test_significance_is_corrected_within_each_population():
+    seeds, cells = synthetic(np.random.default_rng(1), n_subjects=1)
+    noise = pd.DataFrame({"d_sem": np.abs(np.random.default_rng(2).normal(0.02, 0.01, 60)), "lpips": 0.3})
+    big_seeds, _ = with_extra_models(np.random.default_rng(3), seeds, cells, scale=0.2)
+    alone = cell_significance(seeds, noise).set_index(["prompt_id", "model"])
+    both = cell_significance(big_seeds, noise).set_index(["prompt_id", "model"])
+    study = both[both["population"] == "study"]
+    pd.testing.assert_series_equal(study["q_sem"], alone.loc[study.index, "q_sem"])
+    controls = both[both["population"] == "control"]
+    q = sps.false_discovery_control(controls["p_sem"].to_numpy(), method="bh")
+    np.testing.assert_allclose(controls["q_sem"].to_numpy(), q)

@@ -46,7 +46,10 @@ def pixels(frame: pd.DataFrame) -> np.ndarray:
 def test_anchored_prompt_drops_the_identifier_or_replaces_the_token():
     assert anchored_prompt("a photo of sks dog on a beach", "sks", "dog") == "a photo of dog on a beach"
     assert anchored_prompt("<v> on a beach", "<v>", "dog") == "dog on a beach"
-    assert anchored_prompt("a <v>'s hat", "<v>", "dog") == "a 's hat"
+    assert anchored_prompt("a <v>'s hat", "<v>", "dog") == "a dog's hat"
+    # whole words only: "desks" and "tasks" contain the letters of "sks" and keep them
+    assert anchored_prompt("a sks dog among desks", "sks", "dog") == "a dog among desks"
+    assert anchored_prompt("sks, tasks done", "sks", "dog") == "dog, tasks done"
 
 
 def test_beta_none_and_alpha_zero_is_the_identity():
@@ -182,7 +185,10 @@ def test_collapse_diagnostics_over_a_trajectory(tiny_dir):
     first, last = frame.iloc[0], frame.iloc[1]
     # V* equal to the anchor row: the two prompt sets coincide
     assert first["hausdorff"] == pytest.approx(0, abs=1e-6) and first["kl"] == pytest.approx(0, abs=1e-9)
-    assert first["mahalanobis"] == pytest.approx(0, abs=1e-6) and first["cos_anchor"] == pytest.approx(1)
+    assert first["cos_anchor"] == pytest.approx(1) and first["distances"] == "paper"
+    p_c = pooled_prompts(tokenizer, encoder, [t.format("dog") for t in templates])
+    # the paper's Mahalanobis of a set to its own distribution is not 0: each point's own distance
+    assert first["mahalanobis"] == pytest.approx(set_distances(p_c, p_c)["mahalanobis"], rel=1e-5)
     assert last["norm_ratio"] > 2.5 and last["hausdorff"] > 0
     # the pooled vector is the final-layer output at the end-of-text token
     ids = tokenizer(["dog on a beach"], padding="max_length", max_length=77, return_tensors="pt").input_ids
@@ -211,3 +217,41 @@ def test_context_suite_is_checked(tmp_path):
     bad.write_text("id\tprompt\tconcept\tcontext\nc0\ta beach\t{}\ta beach\n")
     with pytest.raises(PromptSuiteError, match=r"bad.tsv:2: prompt must hold exactly one"):
         load_context_prompts(bad)
+
+
+def test_pooled_vector_is_the_end_of_text_output_with_the_legacy_eos_id():
+    """SD v1.5's text-encoder config says eos_token_id 2, so transformers pools at the highest token id:
+    with an added token V* that is V*'s own output, not the end of text. entmap takes the EOS position
+    from the tokenizer instead."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from entmap.models.tiny import clip_tokenizer
+
+    tokenizer = clip_tokenizer()
+    torch.manual_seed(0)
+    config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        eos_token_id=2,  # the legacy value of SD v1.5's and OpenAI CLIP's configs
+    )
+    encoder = CLIPTextModel(config).eval()
+    tokenizer.add_tokens("<v>")
+    encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    prompts = ["<v> on a beach", "a painting of <v> in a forest"]
+    ids = tokenizer(prompts, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = encoder(ids)
+    v_id, eos_id = tokenizer.convert_tokens_to_ids("<v>"), tokenizer.eos_token_id
+    v_pos = [int((row == v_id).nonzero()[0]) for row in ids]
+    eos_pos = [int((row == eos_id).nonzero()[0]) for row in ids]
+    # the trap: pooler_output is V*'s output
+    for i in range(2):
+        torch.testing.assert_close(out.pooler_output[i], out.last_hidden_state[i, v_pos[i]])
+    pooled = pooled_prompts(tokenizer, encoder, prompts)
+    expected = np.stack([out.last_hidden_state[i, eos_pos[i]].double().numpy() for i in range(2)])
+    np.testing.assert_allclose(pooled, expected, atol=1e-6)
+    assert np.abs(pooled - out.pooler_output.double().numpy()).max() > 1e-3

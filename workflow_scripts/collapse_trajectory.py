@@ -16,5 +16,7 @@ with job_log(sm.log[0]):
         templates=list(load_context_prompts(sm.input.suite, collapse["prompts"])["prompt"]),
         out_csv=sm.output[0],
         reduction=collapse["anchor_reduction"],
+        distances=collapse["distances"],
+        temperature=collapse["kl_temperature"],
         threads=sm.params.runtime["threads"],
     )

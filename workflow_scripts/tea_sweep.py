@@ -14,7 +14,7 @@ with job_log(sm.log[0]):
         spec=sm.params.spec,
         prompts=load_context_prompts(sm.input.suite, sweep["prompts"]),
         seeds=sm.params.seeds,
-        grid=settings_grid(sweep["alphas"], sweep["betas"]),
+        grid=settings_grid(sweep["alphas"], sweep["betas"], sweep["variant"]),
         generation=sm.params.settings,
         options={k: sweep[k] for k in ("variant", "norm_mix", "anchor_reduction")},
         out_path=sm.output[0],

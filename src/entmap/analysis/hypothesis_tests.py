@@ -3,15 +3,18 @@
 * H1: face personalizations disrupt people prompts more than non-people prompts;
 * H2: style personalizations disrupt non-target prompts more than face personalizations do;
 * H3: objects lie between faces and styles on E (two one-sided tests on per-model E);
+  H1-H3 are over the study population only (trained models; see entmap.analysis.summaries);
   all one-sided Mann-Whitney U tests (scipy) on per-cell E_sem, with the rank-biserial
   correlation r = 2U / (n1 n2) - 1 as effect size and the exact sample sizes;
 * per-cell significance against the noise floor: one-sided Mann-Whitney U of a cell's per-seed
-  shifts against all base-model seed-pair shifts, Benjamini-Hochberg FDR over all cells;
+  shifts against all base-model seed-pair shifts, Benjamini-Hochberg FDR over the cells of each
+  population separately (study, external, control), so adding a control moves no study q-value;
 * a linear mixed model of E_sem on method x subject category + prompt category with crossed
   random intercepts for prompt and subject (statsmodels MixedLM, variance components);
 * per model, a paired test of the personalized against the base model's CLIP score across
   prompts: the per-prompt mean signed shift e_sem_signed = mean_k (a_pers,k - a_base,k) against 0,
-  two-sided one-sample t-test and Wilcoxon signed-rank test (scipy), BH over models;
+  two-sided one-sample t-test and Wilcoxon signed-rank test (scipy), BH over the models of each
+  population;
 * the Frechet distance between base and personalized CLIP image embeddings per prompt category:
   FD = ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2}).
 """
@@ -25,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 
-from entmap.core.vocabulary import SUBJECT_CATEGORIES, TRAINED_METHODS
+from entmap.core.vocabulary import STUDY, SUBJECT_CATEGORIES, TRAINED_METHODS, population
 
 
 def mann_whitney(x: np.ndarray, y: np.ndarray, alternative: str = "greater") -> dict[str, Any]:
@@ -57,7 +60,14 @@ def _verdict(result: dict[str, Any], alpha: float) -> dict[str, Any]:
 def hypotheses(
     cells: pd.DataFrame, per_model: pd.DataFrame, own_category: dict[str, str], alpha: float = 0.05
 ) -> dict[str, Any]:
-    """H1, H2 and H3 on the map's cells (E_sem) and per-model E."""
+    """H1, H2 and H3 on the study's cells (E_sem) and per-model E (``population`` == study).
+
+    ``per_model`` carries the population (:func:`entmap.analysis.summaries.summarize`); cells get it
+    from their model.
+    """
+    study_models = set(per_model.loc[per_model["population"] == STUDY, "model"])
+    cells = cells[cells["model"].isin(study_models)]
+    per_model = per_model[per_model["model"].isin(study_models)]
     people = own_category.get("face", "people")
     own = cells["subject_category"].map(lambda c: own_category.get(c, ""))
     non_target = cells[cells["category"] != own]
@@ -81,11 +91,28 @@ def hypotheses(
     h3["supported"] = bool(
         h3["ordering_holds"] and h3["object_vs_face"].get("supported") and h3["style_vs_object"].get("supported")
     )
-    return {"alpha": alpha, "H1": _verdict(h1, alpha), "H2": _verdict(h2, alpha), "H3": h3}
+    return {
+        "alpha": alpha,
+        "population": f"the study: {len(study_models)} models ({', '.join(sorted(study_models))})",
+        "H1": _verdict(h1, alpha),
+        "H2": _verdict(h2, alpha),
+        "H3": h3,
+    }
 
 
-def cell_significance(disruption: pd.DataFrame, noise: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Per (prompt, model): p-values of its per-seed shifts exceeding the noise floor, BH q-values."""
+def _bh_by_population(p_values: pd.Series, populations: pd.Series) -> np.ndarray:
+    """Benjamini-Hochberg q-values computed within each population separately."""
+    q = np.full(len(p_values), np.nan)
+    for name in populations.unique():
+        where = (populations == name).to_numpy()
+        q[where] = stats.false_discovery_control(p_values.to_numpy()[where], method="bh")
+    return q
+
+
+def cell_significance(
+    disruption: pd.DataFrame, noise: pd.DataFrame, alpha: float = 0.05, include_external: bool = False
+) -> pd.DataFrame:
+    """Per (prompt, model): p-values of its per-seed shifts exceeding the noise floor, BH q-values per population."""
     rows = []
     noise_sem, noise_per = noise["d_sem"].to_numpy(), noise["lpips"].to_numpy()
     for (prompt_id, model), group in disruption.groupby(["prompt_id", "model"], sort=False):
@@ -98,19 +125,24 @@ def cell_significance(disruption: pd.DataFrame, noise: pd.DataFrame, alpha: floa
             }
         )
     table = pd.DataFrame(rows, columns=["prompt_id", "model", "p_sem", "p_per"])
+    # a model is "subject/method"
+    table.insert(2, "population", table["model"].map(lambda m: population(m.rsplit("/", 1)[-1], include_external)))
     for kind in ("sem", "per"):
-        q = stats.false_discovery_control(table[f"p_{kind}"].to_numpy(), method="bh") if len(table) else []
-        table[f"q_{kind}"] = q
+        table[f"q_{kind}"] = _bh_by_population(table[f"p_{kind}"], table["population"])
         table[f"flagged_{kind}"] = table[f"q_{kind}"] < alpha
     return table
 
 
-def paired_shift(cells: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
+def paired_shift(cells: pd.DataFrame, alpha: float = 0.05, include_external: bool = False) -> dict[str, Any]:
     """Does a model's CLIP score differ from the base model's across prompts? (module docstring)."""
     by_model: dict[str, Any] = {}
     for model, group in cells.groupby("model", sort=False):
         shifts = group["e_sem_signed"].to_numpy(dtype=float)
-        row: dict[str, Any] = {"n_prompts": int(len(shifts)), "mean_signed_shift": float(shifts.mean())}
+        row: dict[str, Any] = {
+            "population": population(model.rsplit("/", 1)[-1], include_external),
+            "n_prompts": int(len(shifts)),
+            "mean_signed_shift": float(shifts.mean()),
+        }
         if len(shifts) >= 2 and np.ptp(shifts) > 0:
             t = stats.ttest_1samp(shifts, 0.0)
             w = stats.wilcoxon(shifts)
@@ -121,14 +153,18 @@ def paired_shift(cells: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
             row.update(t=None, p_t=None, wilcoxon=None, p_wilcoxon=None, reason="no variation across prompts")
         by_model[model] = row
     testable = [m for m, r in by_model.items() if r["p_t"] is not None]
-    q = stats.false_discovery_control([by_model[m]["p_t"] for m in testable], method="bh") if testable else []
+    q = _bh_by_population(
+        pd.Series([by_model[m]["p_t"] for m in testable], dtype=float),
+        pd.Series([by_model[m]["population"] for m in testable], dtype=object),
+    )
     for model, value in zip(testable, q, strict=True):
         by_model[model].update(q_t=float(value), significant=bool(value < alpha))
     for model in set(by_model) - set(testable):
         by_model[model].update(q_t=None, significant=False)
     return {
         "test": "per model: mean signed CLIP-score shift per prompt vs 0 (paired personalized - base), "
-        "two-sided one-sample t-test and Wilcoxon signed-rank; BH over models on the t-test",
+        "two-sided one-sample t-test and Wilcoxon signed-rank; BH on the t-test over the models of each "
+        "population (study, external, control)",
         "alpha": alpha,
         "significant_models": sorted(m for m, r in by_model.items() if r["significant"]),
         "by_model": by_model,

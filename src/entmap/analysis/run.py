@@ -66,6 +66,7 @@ def run_analysis(
     disruption = read_tables(disruption_paths, DISRUPTION)
     noise = read_tables(noise_paths, NOISE_PAIRS)
     alpha = settings.get("alpha", 0.05)
+    include_external = settings.get("include_external", False)
     summaries = summarize(
         cells,
         disruption,
@@ -73,8 +74,9 @@ def run_analysis(
         n_boot=settings.get("bootstrap", 1000),
         seed=settings.get("bootstrap_seed", 0),
         n_extreme=settings.get("extreme_prompts", 5),
+        include_external=include_external,
     )
-    significance = cell_significance(disruption, noise, alpha)
+    significance = cell_significance(disruption, noise, alpha, include_external)
     flagged = significance.groupby("model")[["flagged_sem", "flagged_per"]].sum().astype(int)
     per_model = summaries.per_model.join(flagged, on="model")
     frechet = frechet_by_category(read_tables(score_paths, SCORES), prompts)
@@ -91,11 +93,11 @@ def run_analysis(
     write_json(hypotheses(cells, per_model, own_category, alpha), stats_dir / "hypotheses.json")
     write_json(summaries.bounds, stats_dir / "normalization.json")
     write_json(mixed_model(cells), stats_dir / "mixed_model.json")
-    write_json(paired_shift(cells, alpha), stats_dir / "paired_shift.json")
+    write_json(paired_shift(cells, alpha, include_external), stats_dir / "paired_shift.json")
     write_json(
         {
             "test": "one-sided Mann-Whitney U of a cell's per-seed shifts vs all base seed-pair shifts",
-            "correction": "Benjamini-Hochberg (scipy.stats.false_discovery_control)",
+            "correction": "Benjamini-Hochberg (scipy.stats.false_discovery_control) within each population",
             "fdr": alpha,
             "cells": int(len(significance)),
             "flagged_sem": int(significance["flagged_sem"].sum()),

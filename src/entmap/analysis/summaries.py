@@ -2,9 +2,13 @@
 
 Definitions (docs/map.md and docs/analysis.md):
 
-* min-max normalization over *all cells of the map* (every prompt x every personalized model
-  of the run): norm(x) = (x - min) / (max - min), separately for E_sem and E_per; the bounds
-  are stored with the results;
+* populations (:func:`entmap.core.vocabulary.population`): the *study* is the trained models
+  (Textual Inversion, LoRA, Custom Diffusion; external adapters too when the config sets
+  ``analysis.include_external``); external adapters and planted-effect controls are reported
+  beside it and never move its numbers;
+* min-max normalization over *the study's cells* (every prompt x every study model):
+  norm(x) = (x - min) / (max - min), separately for E_sem and E_per; the bounds are stored with the
+  results, and every model (study or not) is scored against them;
 * E(s) = mean over p in P_non(s) of (norm(E_sem(p, s)) + norm(E_per(p, s))) / 2, where P_non(s)
   excludes the prompt category of the subject's own category (face -> people, ...);
 * every table mean carries a percentile bootstrap 95% interval that resamples prompts and seeds
@@ -18,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from entmap.core.vocabulary import STUDY, population
 
 CI_LEVEL = 0.95
 
@@ -71,12 +77,31 @@ class Cube:
         return sem, per, prompt_w
 
 
-def normalization_bounds(cells: pd.DataFrame) -> dict[str, dict[str, float] | str]:
-    """Min and max of E_sem and E_per over all cells of the map."""
+def with_population(frame: pd.DataFrame, include_external: bool = False) -> pd.DataFrame:
+    """``frame`` (one row per model or cell, with a ``method`` column) plus its ``population``."""
+    return frame.assign(population=frame["method"].map(lambda m: population(m, include_external)))
+
+
+def normalization_bounds(cells: pd.DataFrame, include_external: bool = False) -> dict[str, dict[str, float] | str]:
+    """Min and max of E_sem and E_per over the study's cells (:func:`with_population`).
+
+    A run without study models (an audit of external adapters only) takes its bounds from the
+    external adapters' cells, and from every cell only when there is nothing else.
+    """
+    cells = with_population(cells, include_external)
+    scope = "the study's cells: every prompt x every trained model" + (
+        " and external adapter (analysis.include_external)" if include_external else ""
+    )
+    chosen = cells[cells["population"] == STUDY]
+    if chosen.empty:
+        chosen, scope = cells[cells["method"] == "external"], "no trained models: the external adapters' cells"
+    if chosen.empty:
+        chosen, scope = cells, "no trained models or external adapters: every cell"
     return {
-        "scope": "all cells of the map: every prompt x every personalized model of the run",
-        "e_sem": {"min": float(cells["e_sem"].min()), "max": float(cells["e_sem"].max())},
-        "e_per": {"min": float(cells["e_per"].min()), "max": float(cells["e_per"].max())},
+        "scope": scope,
+        "models": sorted(chosen["model"].unique()),
+        "e_sem": {"min": float(chosen["e_sem"].min()), "max": float(chosen["e_sem"].max())},
+        "e_per": {"min": float(chosen["e_per"].min()), "max": float(chosen["e_per"].max())},
     }
 
 
@@ -121,14 +146,20 @@ def summarize(
     n_boot: int = 1000,
     seed: int = 0,
     n_extreme: int = 5,
+    include_external: bool = False,
 ) -> Summaries:
-    """Compute the per-model summary, Table 1, Table 2 and the category matrix with bootstrap CIs."""
+    """Compute the per-model summary, Table 1, Table 2 and the category matrix with bootstrap CIs.
+
+    The per-model summary has every model with its ``population``; Table 1, Table 2, the category
+    matrix and the normalization bounds are over the study population only.
+    """
     models = cells.drop_duplicates("model")[["model", "subject", "method", "subject_category"]]
-    models = models.reset_index(drop=True)
+    models = with_population(models.reset_index(drop=True), include_external)
     prompts = cells.drop_duplicates("prompt_id")[["prompt_id", "category", "text"]].reset_index(drop=True)
     cube = Cube.from_disruption(disruption, list(models["model"]), list(prompts["prompt_id"]))
     sem, per, prompt_w = cube.replicates(n_boot, seed)
-    bounds = normalization_bounds(cells)
+    bounds = normalization_bounds(cells, include_external)
+    study = models[models["population"] == STUDY]
     mask = non_target_mask(models, list(prompts["category"]), own_category)  # (M, P)
     weights = prompt_w[:, None, :] * mask[None]  # (B, M, P)
     combined = (minmax(sem, bounds["e_sem"]) + minmax(per, bounds["e_per"])) / 2
@@ -154,7 +185,7 @@ def summarize(
     per_model["n_prompts_non_target"] = mask.sum(axis=1)
 
     rows = []
-    for (method, category), group in models.groupby(["method", "subject_category"], sort=True):
+    for (method, category), group in study.groupby(["method", "subject_category"], sort=True):
         idx = group.index.to_numpy()
         sem_g, e_g = model_sem_non[:, idx].mean(axis=1), model_e[:, idx].mean(axis=1)
         std = model_e[0, idx].std(ddof=1) if len(idx) > 1 else np.nan
@@ -174,9 +205,24 @@ def summarize(
                 "std_E": std,
             }
         )
-    table1 = pd.DataFrame(rows)
+    table1 = pd.DataFrame(
+        rows,
+        columns=[
+            "method",
+            "subject_category",
+            "n_subjects",
+            "mean_e_sem",
+            "mean_e_sem_ci_low",
+            "mean_e_sem_ci_high",
+            "mean_E",
+            "mean_E_ci_low",
+            "mean_E_ci_high",
+            "std_E",
+        ],
+    )
 
-    prompt_sem = sem.mean(axis=1)  # (B, P): mean over models; replicates resample seeds
+    # (B, P): mean over the study's models; replicates resample seeds
+    prompt_sem = sem[:, study.index.to_numpy()].mean(axis=1) if len(study) else np.full(sem[:, 0].shape, np.nan)
     low, high = _interval(prompt_sem[1:])
     by_prompt = prompts.assign(mean_e_sem=prompt_sem[0], ci_low=low, ci_high=high)
     by_prompt = by_prompt.sort_values("mean_e_sem", ascending=False, kind="stable")
@@ -186,7 +232,7 @@ def summarize(
     ).reset_index(drop=True)[["kind", "prompt_id", "category", "text", "mean_e_sem", "ci_low", "ci_high"]]
 
     rows = []
-    for category, group in models.groupby("subject_category", sort=True):
+    for category, group in study.groupby("subject_category", sort=True):
         idx = group.index.to_numpy()
         for prompt_category in prompts["category"].unique():
             pmask = (prompts["category"] == prompt_category).to_numpy()
@@ -203,5 +249,7 @@ def summarize(
                     "n_models": len(idx),
                 }
             )
-    category_matrix = pd.DataFrame(rows)
+    category_matrix = pd.DataFrame(
+        rows, columns=["subject_category", "prompt_category", "mean_e_sem", "ci_low", "ci_high", "n_models"]
+    )
     return Summaries(bounds, per_model, table1, table2, category_matrix)

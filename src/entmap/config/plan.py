@@ -302,4 +302,10 @@ def collapse_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The settings a Textual Inversion trajectory's collapse diagnostics depend on."""
     if not tea_enabled(config):
         return {}
-    return {"prompts": config["tea"].get("collapse_prompts"), "anchor_reduction": config["tea"].get("anchor_reduction")}
+    tea = config["tea"]
+    return {
+        "prompts": tea.get("collapse_prompts"),
+        "anchor_reduction": tea.get("anchor_reduction"),
+        "distances": tea.get("collapse_distances", "paper"),
+        "kl_temperature": tea.get("kl_temperature", 1.0),
+    }

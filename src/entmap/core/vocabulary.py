@@ -29,6 +29,20 @@ SUBJECT_CATEGORIES: tuple[str, ...] = ("face", "object", "style")
 #: Subject category of the planted-effect controls (no prompt category of their own).
 CONTROL_CATEGORY = "control"
 
+#: Populations of the analysis: the study's trained models set E's bounds, the paper's tables and
+#: the hypotheses; external adapters and planted-effect controls are reported beside them.
+STUDY, EXTERNAL, CONTROL = "study", "external", "control"
+POPULATIONS: tuple[str, ...] = (STUDY, EXTERNAL, CONTROL)
+
+
+def population(method: str, include_external: bool = False) -> str:
+    """The population of a model of the map by its method (``analysis.include_external`` moves
+    external adapters into the study)."""
+    if method in TRAINED_METHODS or (method == "external" and include_external):
+        return STUDY
+    return EXTERNAL if method == "external" else CONTROL
+
+
 #: Analysis outputs: results/tables/{name}.csv and results/stats/{name}.json.
 ANALYSIS_TABLES: tuple[str, ...] = ("per_model", "table1", "table2", "category_matrix", "frechet")
 ANALYSIS_STATS: tuple[str, ...] = ("hypotheses", "normalization", "mixed_model", "significance", "paired_shift")
@@ -47,7 +61,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     ),
     "category_matrix": (
         "Subject category x prompt category",
-        "Mean E_sem by subject category (columns) and prompt category (rows).",
+        "Mean E_sem of the study's models by subject category (columns) and prompt category (rows).",
     ),
     "grid": (
         "Image grids",
@@ -69,19 +83,23 @@ FIGURES: dict[str, tuple[str, str]] = {
 TABLES: dict[str, tuple[str, str]] = {
     "per_model": (
         "Per-model summary",
-        "Mean E_sem and E_per over all prompts, E over non-target prompts, share of cells above the noise "
-        "floor, BH-flagged cells; 95% bootstrap intervals.",
+        "Every model with its population (study, external, control): mean E_sem and E_per over all prompts, "
+        "E over non-target prompts against the study's bounds, share of cells above the noise floor, "
+        "BH-flagged cells; 95% bootstrap intervals.",
     ),
     "table1": (
         "Table 1: method x subject category",
-        "Mean non-target E_sem and E over subjects, std of E over subjects, 95% bootstrap intervals "
-        "(prompts and seeds resampled).",
+        "The study's models (trained methods): mean non-target E_sem and E over subjects, std of E over "
+        "subjects, 95% bootstrap intervals (prompts and seeds resampled).",
     ),
     "table2": (
         "Table 2: most fragile and most robust prompts",
-        "Mean E_sem over all personalized models, 95% intervals resampling seeds.",
+        "Mean E_sem over the study's models, 95% intervals resampling seeds.",
     ),
-    "category_matrix": ("Subject category x prompt category", "Mean E_sem with 95% bootstrap intervals."),
+    "category_matrix": (
+        "Subject category x prompt category",
+        "Mean E_sem over the study's models with 95% bootstrap intervals.",
+    ),
     "frechet": ("Frechet distance per prompt category", "Between base and personalized CLIP image embeddings."),
     "tea_tradeoff": (
         "TEA trade-off",

@@ -302,16 +302,17 @@ def plot_tea_tradeoff(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list
     styles = ["-", "--", ":", "-."]
     for ax, model in zip(axes, models, strict=False):
         rows = adjusted[adjusted["model"] == model]
-        for i, (beta, group) in enumerate(rows.groupby("beta", sort=True)):
+        for i, (beta, group) in enumerate(rows.groupby("beta", sort=True, dropna=False)):
             group = group.sort_values("alpha")
             style = styles[i % len(styles)]
+            beta_label = "norm mixing" if pd.isna(beta) else f"beta {beta:g}"
             ax.plot(
                 group["alpha"],
                 group["delta_clip_context"],
                 style,
                 marker="o",
                 color="tab:blue",
-                label=f"context S_T^p, beta {beta:g}",
+                label=f"context S_T^p, {beta_label}",
             )
             if group["delta_clip_image"].notna().any():
                 ax.plot(
@@ -320,7 +321,7 @@ def plot_tea_tradeoff(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list
                     style,
                     marker="s",
                     color="tab:orange",
-                    label=f"identity CLIP-I, beta {beta:g}",
+                    label=f"identity CLIP-I, {beta_label}",
                 )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(f"{model} ({rows['level'].iloc[0]})", fontsize=9)
@@ -343,7 +344,7 @@ COLLAPSE_PANELS = {
     "cos_anchor": "cos(V*, c)",
     "mean_pairwise": "mean pairwise P_V* vs P_c",
     "hausdorff": "Hausdorff P_V* vs P_c",
-    "mahalanobis": "Mahalanobis (set means)",
+    "mahalanobis": "Mahalanobis",
     "kl": "KL of similarity rows",
     "intra_v": "intra-set spread (P_V* solid, P_c dashed)",
 }
@@ -352,7 +353,10 @@ COLLAPSE_PANELS = {
 def plot_collapse(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
     """Each collapse diagnostic over training steps, one line per Textual Inversion subject."""
     fig, axes = _panel_grid(len(COLLAPSE_PANELS))
+    definition = ", ".join(sorted(set(table["distances"]))) if "distances" in table else ""
     for ax, (column, title) in zip(axes, COLLAPSE_PANELS.items(), strict=True):
+        if column in ("mahalanobis", "kl") and definition:
+            title = f"{title} ({definition} definition)"
         for i, (subject, rows) in enumerate(table.groupby("subject", sort=True)):
             color = f"C{i}"
             ax.plot(rows["step"], rows[column], marker=".", color=color, label=subject)

@@ -97,18 +97,32 @@ def _section_item(path: str) -> dict[str, Any]:
     return {"title": title, "caption": caption, "html": markupsafe.Markup(html_table)}
 
 
+def populations_in_words(per_model: pd.DataFrame, bounds: dict[str, Any]) -> str:
+    """Which models each number is over (docs/analysis.md, "Populations")."""
+    counts = per_model["population"].value_counts() if "population" in per_model else pd.Series(dtype=int)
+    beside = ", ".join(f"{counts[name]} {name}" for name in ("external", "control") if counts.get(name, 0))
+    text = (
+        f"Populations: E's min-max bounds are over {bounds['scope']}; Table 1, Table 2, the category matrix "
+        f"and H1-H3 are over the study's {int(counts.get('study', 0))} models"
+    )
+    if beside:
+        text += f"; {beside} models are reported beside them in the per-model table, against the same bounds"
+    return text + ". Significance is corrected (BH) within each population."
+
+
 def tea_in_words(table: pd.DataFrame) -> str:
     """What the strongest swept setting (largest alpha, then beta) did, averaged over models."""
     adjusted = table[table["setting"] != "none"]
     if adjusted.empty:
         return "No TEA setting was swept."
     alpha = adjusted["alpha"].max()
-    beta = adjusted.loc[adjusted["alpha"] == alpha, "beta"].max()
-    rows = adjusted[(adjusted["alpha"] == alpha) & (adjusted["beta"] == beta)]
+    beta = adjusted.loc[adjusted["alpha"] == alpha, "beta"].max()  # NaN: the norm_mix variant has no beta
+    rows = adjusted[(adjusted["alpha"] == alpha) & ((adjusted["beta"] == beta) | pd.isna(beta))]
     gained = int((rows["delta_clip_context"] > 0).sum())
     identity = rows["delta_clip_image"].dropna()
+    setting = f"alpha = {alpha:g}" + ("" if pd.isna(beta) else f", beta = {beta:g}")
     text = (
-        f"At alpha = {alpha:g}, beta = {beta:g}, TEA changed CLIP-T against the context by "
+        f"At {setting}, TEA changed CLIP-T against the context by "
         f"{rows['delta_clip_context'].mean():+.4f} on average over {len(rows)} models ({gained} gained)"
     )
     if len(identity):
@@ -128,7 +142,17 @@ def collapse_in_words(table: pd.DataFrame) -> str:
             f"(percentile {first['norm_percentile']:.3g} -> {last['norm_percentile']:.3g}), "
             f"cos(V*, c) {first['cos_anchor']:.3g} -> {last['cos_anchor']:.3g} over {int(last['step'])} steps"
         )
-    return "Textual Inversion drift, first to last kept step. " + "; ".join(parts) + "." if parts else ""
+    if not parts:
+        return ""
+    definitions = sorted(set(table["distances"])) if "distances" in table else []
+    named = {"paper": "the TEA paper's", "entmap": "entmap's set-mean"}
+    distances = (
+        f" Mahalanobis and KL use {', '.join(named.get(d, d) for d in definitions)} definition "
+        "(docs/tea-and-collapse.md)."
+        if definitions
+        else ""
+    )
+    return "Textual Inversion drift, first to last kept step. " + "; ".join(parts) + "." + distances
 
 
 def collapse_tea_in_words(paths: list[str]) -> list[str]:
@@ -186,10 +210,11 @@ def write_report(
     else:
         mixed_html, mixed_text = "", f"not fitted: {mixed.get('reason')}"
     n_prompts = int(per_model["n_prompts_non_target"].max()) if len(per_model) else 0
+    bounds = json.loads((stats_dir / "normalization.json").read_text(encoding="utf-8"))
     summary = (
         f"{len(per_model)} personalized models compared with the base model on seed-matched images; "
         f"per-model means, hypothesis tests and figures below are computed from the stored per-seed "
-        f"tables (up to {n_prompts} non-target prompts per model)."
+        f"tables (up to {n_prompts} non-target prompts per model). " + populations_in_words(per_model, bounds)
     )
     noise = (
         f"tau_sem = {floor['tau_sem']:.4g} and tau_per = {floor['tau_per']:.4g}: the {floor['percentile']}th "

@@ -21,6 +21,7 @@ not touched: pass the result as ``prompt_embeds`` to any diffusers pipeline.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Literal
 
 import torch
@@ -34,13 +35,26 @@ class AnchorError(ValueError):
 
 
 def slerp(v: torch.Tensor, c: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Spherical interpolation between two vectors of equal norm (linear when near-parallel)."""
+    """Spherical interpolation between two vectors of equal norm.
+
+    Near-parallel vectors (sin(theta) < 1e-6, cos > 0) interpolate linearly. Antiparallel ones have
+    no unique great circle between them; entmap turns v through the direction u of the coordinate
+    axis least aligned with v, made orthogonal to v: cos(alpha pi) v + sin(alpha pi) ||v|| u, so the
+    result keeps its norm and is never the zero vector (which the linear fallback gives at 0.5).
+    """
     r2 = (v.norm() * c.norm()).clamp_min(1e-12)
     cos = (v @ c / r2).clamp(-1.0, 1.0)
     theta = torch.arccos(cos)
     sin = torch.sin(theta)
-    if sin < PARALLEL_EPS:
+    if sin < PARALLEL_EPS and cos > 0:
         return (1 - alpha) * v + alpha * c
+    if sin < PARALLEL_EPS:
+        axis = torch.zeros_like(v)
+        axis[int(torch.argmin(v.abs()))] = 1.0
+        u = axis - (axis @ v) / (v @ v) * v
+        u = u / u.norm()
+        angle = torch.tensor(alpha * torch.pi, dtype=v.dtype)
+        return torch.cos(angle) * v + torch.sin(angle) * v.norm() * u
     return torch.sin((1 - alpha) * theta) / sin * v + torch.sin(alpha * theta) / sin * c
 
 
@@ -105,6 +119,16 @@ def adjust_token(
     return original
 
 
+def _whole(token: str) -> re.Pattern[str]:
+    """``token`` as a whole word: not preceded or followed by a letter or digit ("sks" is not in "desks")."""
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(token)}(?![A-Za-z0-9])")
+
+
+def holds_word(word: str, token: str) -> bool:
+    """Whether the whitespace-separated ``word`` holds ``token`` as a whole word ("sks," yes, "desks" no)."""
+    return _whole(token).search(word) is not None
+
+
 def word_token_spans(tokenizer, words: list[str]) -> list[tuple[int, int]]:
     """Token positions [start, end) of each word in the tokenized prompt (after the BOS token)."""
     spans, position = [], 1
@@ -118,25 +142,37 @@ def word_token_spans(tokenizer, words: list[str]) -> list[tuple[int, int]]:
 def token_pairs(tokenizer, prompt: str, anchored: str, token: str, anchor: str) -> list[tuple[int, list[int]]]:
     """Pairs (position in ``prompt``, positions in ``anchored``) aligned by word.
 
-    Words are matched with difflib on the two word lists; the word holding ``token`` is paired
-    with the ``anchor`` word of the other prompt (all its tokens). BOS pairs with BOS, and the
+    Words are matched with difflib on the two word lists; the word holding ``token`` as a whole word
+    (:func:`holds_word`: "sks," does, "desks" does not) is paired with the first word of the other
+    prompt holding ``anchor`` as a whole word (all its tokens). BOS pairs with BOS, and the
     end-of-text and padding positions pair by their offset from the end of the words.
     """
     words_p, words_a = prompt.split(), anchored.split()
     spans_p, spans_a = word_token_spans(tokenizer, words_p), word_token_spans(tokenizer, words_a)
     pairs: list[tuple[int, list[int]]] = [(0, [0])]
     matcher = difflib.SequenceMatcher(a=words_p, b=words_a, autojunk=False)
-    anchor_index = next((j for j, w in enumerate(words_a) if w == anchor), None)
+    anchor_index = next((j for j, w in enumerate(words_a) if holds_word(w, anchor)), None)
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
             (ps, pe), (as_, ae) = spans_p[block.a + k], spans_a[block.b + k]
             if pe - ps == ae - as_:
                 pairs += [(ps + t, [as_ + t]) for t in range(pe - ps)]
-    for i, word in enumerate(words_p):
-        if token in word and anchor_index is not None:
+    if anchor_index is not None:
+        n_token = len(tokenizer.encode(token, add_special_tokens=False))
+        n_anchor = len(tokenizer.encode(anchor, add_special_tokens=False))
+        anchor_word, (a_start, a_end) = words_a[anchor_index], spans_a[anchor_index]
+        for i, word in enumerate(words_p):
+            if not holds_word(word, token):
+                continue
             start, end = spans_p[i]
-            anchor_positions = list(range(*spans_a[anchor_index]))
-            pairs += [(position, anchor_positions) for position in range(start, end)]
+            if word.startswith(token) and anchor_word.startswith(anchor):
+                # V*'s own pieces pair with the anchor's; trailing punctuation pairs piece by piece
+                anchor_positions = list(range(a_start, a_start + n_anchor))
+                pairs += [(position, anchor_positions) for position in range(start, start + n_token)]
+                if end - start - n_token == a_end - a_start - n_anchor:
+                    pairs += [(start + n_token + k, [a_start + n_anchor + k]) for k in range(end - start - n_token)]
+            else:
+                pairs += [(position, list(range(a_start, a_end))) for position in range(start, end)]
     end_p, end_a = (spans_p[-1][1] if spans_p else 1), (spans_a[-1][1] if spans_a else 1)
     length = tokenizer.model_max_length
     pairs += [(end_p + t, [end_a + t]) for t in range(min(length - end_p, length - end_a))]
@@ -146,21 +182,18 @@ def token_pairs(tokenizer, prompt: str, anchored: str, token: str, anchor: str) 
 def anchored_prompt(prompt: str, token: str, anchor: str) -> str:
     """``prompt`` with the anchor in place of the token.
 
-    The token's word loses the token ("<v>'s" -> "'s"); a word that is only the token becomes the
-    anchor, or is dropped when the anchor follows it ("a sks dog" -> "a dog", "<v> on a beach" ->
-    "dog on a beach").
+    Only whole-word occurrences count (:func:`holds_word`: "desks" keeps its letters). The token
+    becomes the anchor ("<v>'s hat" -> "dog's hat", "sks," -> "dog,"), except that a word that is
+    only the token is dropped when the anchor follows it, as an identifier is used ("a sks dog" ->
+    "a dog"; "<v> on a beach" -> "dog on a beach").
     """
     words = prompt.split()
     out = []
     for i, word in enumerate(words):
-        if token not in word:
+        if not holds_word(word, token):
             out.append(word)
-            continue
-        rest = word.replace(token, "")
-        if rest:
-            out.append(rest)
-        elif i + 1 >= len(words) or words[i + 1] != anchor:
-            out.append(anchor)
+        elif word != token or i + 1 >= len(words) or not holds_word(words[i + 1], anchor):
+            out.append(_whole(token).sub(anchor, word))
     return " ".join(out)
 
 

@@ -55,11 +55,18 @@ class Setting:
         return self.alpha is not None
 
 
-def settings_grid(alphas: list[float], betas: list[float]) -> list[Setting]:
-    """The unadjusted model, then every (alpha, beta) pair, named like ``a0.4_b1.5``."""
+def settings_grid(alphas: list[float], betas: list[float], variant: str = "tea") -> list[Setting]:
+    """The unadjusted model, then every (alpha, beta) pair, named like ``a0.4_b1.5``.
+
+    The ``norm_mix`` variant has no beta (its norm is a fixed mix of the two norms), so its grid is
+    one setting per alpha, named like ``a0.4``, with beta None: a beta grid would render the same
+    images under several names.
+    """
     grid = [Setting(UNADJUSTED, None, None)]
-    grid += [Setting(f"a{alpha:g}_b{beta:g}", float(alpha), float(beta)) for alpha in alphas for beta in betas]
-    return grid
+    if variant == "norm_mix":
+        return grid + [Setting(f"a{alpha:g}", float(alpha), None) for alpha in dict.fromkeys(alphas)]
+    pairs = dict.fromkeys((float(alpha), float(beta)) for alpha in alphas for beta in betas)
+    return grid + [Setting(f"a{alpha:g}_b{beta:g}", alpha, beta) for alpha, beta in pairs]
 
 
 def subject_phrase(level: str, token: str, class_word: str) -> str:

@@ -8,9 +8,9 @@ set to M_V(t) in the base text encoder:
 * the prompt-set distances of :func:`entmap.tea.collapse.set_distances` between P_V* (the context
   prompts with V*) and P_c (the same prompts with the class word).
 
-Each prompt is pooled to one vector: the text encoder's ``pooler_output``, the final-layer-normed
-output at the end-of-text token (CLIP's own sentence vector; the public TEA code used the last
-padding position instead).
+Each prompt is pooled to one vector: the final-layer-normed output at the end-of-text token, found
+from the tokenizer's eos id (CLIP's own sentence vector; :func:`eos_positions` says why not
+``pooler_output``; the public TEA code used the last padding position instead).
 """
 
 from __future__ import annotations
@@ -38,16 +38,36 @@ COLUMNS = [
     "kl",
     "intra_v",
     "intra_c",
+    "distances",
 ]
 
 
+def eos_positions(input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """Index of the first end-of-text token of each row of ``input_ids`` (n, L).
+
+    Taken from the tokenizer's eos id, never from the text encoder's config: configs with the
+    legacy ``eos_token_id: 2`` (SD v1.5's, OpenAI CLIP's) make transformers pool at the highest
+    token id of the prompt, which is an added token such as V* rather than the end of text.
+    """
+    is_eos = input_ids == eos_token_id
+    if not bool(is_eos.any(dim=1).all()):
+        raise ValueError("a prompt has no end-of-text token; it was cut at the tokenizer's context")
+    return is_eos.int().argmax(dim=1)
+
+
 def pooled_prompts(tokenizer, text_encoder, prompts: list[str]) -> np.ndarray:
-    """(n, d) pooled text-encoder vectors (EOS token output) of ``prompts``."""
+    """(n, d) pooled text-encoder vectors of ``prompts``: the final-layer-normed output at the end-of-text token.
+
+    pooled_i = last_hidden_state[i, eos_i], eos_i from :func:`eos_positions` with the tokenizer's
+    eos id (this equals CLIP's ``pooler_output`` only where the encoder's config pools correctly).
+    """
     ids = tokenizer(
         prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids.to(text_encoder.device)
+    positions = eos_positions(ids, tokenizer.eos_token_id)
     with torch.no_grad():
-        return text_encoder(ids).pooler_output.double().cpu().numpy()
+        hidden = text_encoder(ids).last_hidden_state
+    return hidden[torch.arange(len(prompts)), positions].double().cpu().numpy()
 
 
 def diagnose_trajectory(
@@ -59,9 +79,13 @@ def diagnose_trajectory(
     trajectory: torch.Tensor,
     templates: list[str],
     reduction: str | None = None,
+    distances: str = "paper",
+    temperature: float = 1.0,
 ) -> pd.DataFrame:
     """One row per kept step: token drift and prompt-set distances (columns: :data:`COLUMNS` but subject).
 
+    ``distances`` and ``temperature`` choose the Mahalanobis and KL forms of
+    :func:`entmap.tea.collapse.set_distances` (the ``distances`` column records which).
     ``tokenizer``/``text_encoder`` are the *base* model's; V* is added here with
     ``mean_resizing=False`` (no draw from the global RNG) and set to each trajectory row in turn.
     """
@@ -79,9 +103,9 @@ def diagnose_trajectory(
         with torch.no_grad():
             weights[token_id] = vector.to(weights.dtype)
         p_v = pooled_prompts(tokenizer, text_encoder, [t.format(token) for t in templates])
-        distances = set_distances(p_v, p_c)
-        distances["intra_v"], distances["intra_c"] = distances.pop("intra_x"), distances.pop("intra_y")
-        rows.append({**row, **distances})
+        found = set_distances(p_v, p_c, distances, temperature)
+        found["intra_v"], found["intra_c"] = found.pop("intra_x"), found.pop("intra_y")
+        rows.append({**row, **found, "distances": distances})
     return pd.DataFrame(rows)
 
 
@@ -109,6 +133,8 @@ def run_diagnostics(
     out_csv: str | os.PathLike[str],
     reduction: str | None = None,
     threads: int = 1,
+    distances: str = "paper",
+    temperature: float = 1.0,
 ) -> None:
     """Load the base text encoder (CPU, float32) and the trajectory; write the per-step table."""
     from safetensors.torch import load_file
@@ -120,7 +146,16 @@ def run_diagnostics(
     saved = load_file(str(trajectory_path))
     steps = [int(s) for s in saved["steps"].tolist()]
     frame = diagnose_trajectory(
-        tokenizer, text_encoder, token, class_word, steps, saved["embeddings"], templates, reduction
+        tokenizer,
+        text_encoder,
+        token,
+        class_word,
+        steps,
+        saved["embeddings"],
+        templates,
+        reduction,
+        distances,
+        temperature,
     )
     frame.insert(0, "subject", subject)
     write_text(out_csv, frame[COLUMNS].to_csv(index=False))
