@@ -57,7 +57,7 @@ wildcard_constraints:
 
 def base_model_input(wildcards):
     """The tiny base is a workflow output; a pretrained base is loaded by id."""
-    return [entmap_config.TINY_BASE_DIR] if config["base"]["kind"] == "tiny" else []
+    return [entmap_config.tiny_base_dir(config)] if config["base"]["kind"] == "tiny" else []
 
 
 def scorer_input(wildcards):

@@ -3,7 +3,7 @@
 
 rule build_tiny_base:
     output:
-        sd=directory(entmap_config.TINY_BASE_DIR),
+        sd=directory(entmap_config.tiny_base_dir(config)),
         clip=directory(entmap_config.TINY_SCORER_DIR),
     log:
         "results/logs/build_tiny_base.log",
@@ -13,6 +13,7 @@ rule build_tiny_base:
     params:
         code=script_code("build_tiny_base"),
         base_seed=config["base"].get("tiny_seed", 0),
+        family=config["base"].get("tiny_family", "sd1"),
         scorer_seed=config["scorer"].get("tiny_seed", 0),
     script:
         "../workflow_scripts/build_tiny_base.py"

@@ -46,6 +46,7 @@ HEAVY = {
     "matplotlib",
     "scipy",
     "pandas",
+    "tokenizers",
 }
 
 

@@ -22,10 +22,31 @@ from entmap.core.vocabulary import CONTROL_CATEGORY, TEA_METHODS
 from entmap.inputs.prompt_suites import Shard, load_context_prompts, load_prompts, make_shards, select_prompts
 from entmap.inputs.references import check_reference_folder
 from entmap.models.adapter_formats import check_source
+from entmap.models.families import FAMILIES, Family, FamilyError, family_of
 
 #: Where derived artefacts of tiny models live (outputs of build_tiny_base).
 TINY_BASE_DIR = "results/models/tiny-sd"
 TINY_SCORER_DIR = "results/models/tiny-clip"
+
+
+def tiny_base_dir(config: dict[str, Any]) -> str:
+    """Folder of the tiny base pipeline: ``tiny-sd`` for SD 1.x, ``tiny-{family}`` for the others."""
+    family = config["base"].get("tiny_family", "sd1")
+    return TINY_BASE_DIR if family == "sd1" else f"results/models/tiny-{family}"
+
+
+def base_family(config: dict[str, Any]) -> Family | None:
+    """The base model's family: the tiny family asked for, else read from the model's
+    model_index.json (:func:`entmap.models.families.family_of`); None when that cannot be read yet
+    (a hub id not downloaded: the jobs read it when they load the model)."""
+    if config["base"]["kind"] == "tiny":
+        return FAMILIES[config["base"].get("tiny_family", "sd1")]
+    try:
+        return family_of(config["base"]["model"])
+    except FamilyError as exc:
+        if Path(config["base"]["model"]).exists():
+            raise ConfigError(f"base.model: {exc}") from None
+        return None
 
 
 @dataclass(frozen=True)
@@ -80,8 +101,13 @@ def check_semantics(config: dict[str, Any]) -> None:
     for name in perturbation_scales(config):
         if name in config["subjects"] or name in config.get("external", {}):
             problems.append(f"perturb.scales: model name {name} is also a subject or external entry; rename it")
-    if not config["subjects"] and not config.get("external"):
-        problems.append("subjects and external are both empty: the map needs at least one personalized model")
+    if not config["subjects"] and not config.get("external") and not perturbation_scales(config):
+        problems.append(
+            "subjects, external and perturb.scales are all empty: the map needs at least one personalized model"
+        )
+    family = base_family(config)
+    if family is not None:
+        problems += family_problems(config, family)
     for name, entry in config.get("external", {}).items():
         if name in config["subjects"]:
             problems.append(f"external.{name}: the name is also a subject; use another name")
@@ -103,6 +129,25 @@ def check_semantics(config: dict[str, Any]) -> None:
             problems.append(f"tea.suite: {exc}")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def family_problems(config: dict[str, Any], family: Family) -> list[str]:
+    """Methods and adapter kinds the base model's family does not support (yet), one line each."""
+    problems = []
+    available = sorted(family.methods)
+    for name, subject in config["subjects"].items():
+        for method in subject["methods"]:
+            if method not in family.methods:
+                problems.append(
+                    f"subjects.{name}.methods: {method!r} is not available for the {family.name} family of "
+                    f"base.model (available: {', '.join(available)})"
+                )
+    if config.get("external") and "external" not in family.methods:
+        problems.append(
+            f"external: auditing adapters is not available for the {family.name} family of base.model yet "
+            f"(available: {', '.join(available)})"
+        )
+    return problems
 
 
 def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Plan:
@@ -189,7 +234,7 @@ def _produced_by_workflow(path: str) -> bool:
 
 def base_model_id(config: dict[str, Any]) -> str:
     """Folder or hub id of the base diffusers pipeline."""
-    return TINY_BASE_DIR if config["base"]["kind"] == "tiny" else config["base"]["model"]
+    return tiny_base_dir(config) if config["base"]["kind"] == "tiny" else config["base"]["model"]
 
 
 def scorer_spec(config: dict[str, Any]) -> dict[str, str | None]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from entmap.core.checksums import update_with_file
+from entmap.models.families import family_of_pipeline
 
 if TYPE_CHECKING:
     import torch
@@ -174,18 +175,30 @@ def ti_embedding(tensors: dict[str, Any], source: str) -> tuple[str | None, torc
 
 
 def kv_parameters(unet) -> dict[str, torch.nn.Parameter]:
-    """The cross-attention key/value weights of ``unet``, by state-dict name."""
+    """The cross-attention key/value weights of a UNet (``attn2.to_k/to_v``), by state-dict name."""
     return {name: p for name, p in unet.named_parameters() if KV_PATTERN.search(name)}
 
 
-def split_custom_diffusion(
-    tensors: dict[str, torch.Tensor], unet, source: str
-) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """Map a Custom Diffusion state dict onto ``unet``'s k/v weight names; check keys and shapes.
+def text_kv_parameters(pipe) -> tuple[str, dict[str, torch.nn.Parameter]]:
+    """(denoiser attribute, its text key/value weights by state-dict name) where text meets image.
 
-    Returns (k/v weights by UNet state-dict name, token embedding or None).
+    UNet families: every ``attn2.to_k/to_v``; SD3 and Flux: the joint attention's context
+    projections ``attn.add_k_proj/add_v_proj`` (:class:`entmap.models.families.Family`).
     """
-    expected = {name: p.shape for name, p in kv_parameters(unet).items()}
+    family = family_of_pipeline(pipe)
+    return family.denoiser, family.text_kv_parameters(getattr(pipe, family.denoiser))
+
+
+def split_custom_diffusion(
+    tensors: dict[str, torch.Tensor], pipe, source: str
+) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """Map a k/v state dict (Custom Diffusion, the planted control) onto the denoiser's text k/v names.
+
+    Keys are ``{unet|transformer}.<name>`` (or diffusers' Custom Diffusion processor names); shapes
+    are checked. Returns (k/v weights by denoiser state-dict name, token embedding or None).
+    """
+    denoiser, parameters = text_kv_parameters(pipe)
+    expected = {name: p.shape for name, p in parameters.items()}
     weights: dict[str, torch.Tensor] = {}
     token = None
     unknown, mismatched = [], []
@@ -193,7 +206,7 @@ def split_custom_diffusion(
         if key in ("token_embedding", "modifier_token"):
             token = value
             continue
-        name = key.removeprefix("unet.")
+        name = key.removeprefix(f"{denoiser}.")
         name = _PROCESSOR_KEY.sub(lambda m: f"attn2.to_{m.group(1)}.weight", name)
         if name not in expected:
             unknown.append(key)
@@ -203,7 +216,7 @@ def split_custom_diffusion(
             weights[name] = value
     if unknown or mismatched:
         raise AdapterMismatchError(
-            f"{source}: does not fit the base model's cross-attention k/v weights: "
+            f"{source}: does not fit the base model's text key/value weights ({denoiser}): "
             + "; ".join(
                 part
                 for part in (
@@ -216,15 +229,15 @@ def split_custom_diffusion(
             )
         )
     if not weights:
-        raise AdapterMismatchError(f"{source}: holds no attn2 to_k/to_v weights")
+        raise AdapterMismatchError(f"{source}: holds no text key/value weights of the base model's {denoiser}")
     return weights, token
 
 
 def apply_custom_diffusion(pipe, tensors: dict[str, torch.Tensor], token: str | None, source: str) -> None:
     """Apply Custom Diffusion tensors to ``pipe`` in place (k/v weights, then the modifier token)."""
-    weights, embedding = split_custom_diffusion(tensors, pipe.unet, source)
-    dtype = pipe.unet.dtype
-    result = pipe.unet.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=False)
+    weights, embedding = split_custom_diffusion(tensors, pipe, source)
+    denoiser = getattr(pipe, family_of_pipeline(pipe).denoiser)
+    result = denoiser.load_state_dict({k: v.to(denoiser.dtype) for k, v in weights.items()}, strict=False)
     if result.unexpected_keys:
         raise AdapterMismatchError(f"{source}: unexpected keys {result.unexpected_keys[:5]}")
     if embedding is not None:

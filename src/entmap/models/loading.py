@@ -15,23 +15,29 @@ import torch
 from entmap.core.runtime import configure_torch, resolve_device, resolve_dtype
 from entmap.models.adapter_formats import apply_adapter
 from entmap.models.adapter_meta import ADAPTER_FILE, read_meta
+from entmap.models.families import SD1, family_of
 
 
 def load_pipeline(model_id: str, device: torch.device, dtype: torch.dtype, allow_pickle: bool = False):
-    """Load a StableDiffusionPipeline (folder or hub id) with a DDIM scheduler, no safety checker.
+    """Load a pipeline (folder or hub id) of any supported family with its deterministic scheduler.
 
-    Only safetensors weights are read unless ``allow_pickle``.
+    The family comes from the model's model_index.json (:func:`entmap.models.families.family_of`);
+    its pipeline class loads it with ``from_pretrained``, the family's scheduler (DDIM for the UNet
+    families, flow-matching Euler for SD3 and Flux) is built from the model's scheduler config, SD 1.x
+    loads without a safety checker. Only safetensors weights are read unless ``allow_pickle``.
     """
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    import diffusers
 
-    pipe = StableDiffusionPipeline.from_pretrained(
-        model_id,
-        torch_dtype=dtype,
-        safety_checker=None,
-        requires_safety_checker=False,
-        use_safetensors=None if allow_pickle else True,
+    family = family_of(model_id)
+    extra = {"safety_checker": None, "requires_safety_checker": False} if family is SD1 else {}
+    pipe = getattr(diffusers, family.pipeline_class).from_pretrained(
+        model_id, dtype=dtype, use_safetensors=None if allow_pickle else True, **extra
     )
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler = getattr(diffusers, family.scheduler)
+    config = dict(pipe.scheduler.config)
+    if "stochastic_sampling" in config:
+        config["stochastic_sampling"] = False
+    pipe.scheduler = scheduler.from_config(config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

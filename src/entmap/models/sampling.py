@@ -14,20 +14,54 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from entmap.models.families import family_of_pipeline
+
 LATENT_CHANNELS = 4
 VAE_FACTOR = 8
 
 
 def initial_latents(
-    seeds: list[int], resolution: int, dtype: torch.dtype, device: torch.device, vae_factor: int = VAE_FACTOR
+    seeds: list[int],
+    resolution: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    vae_factor: int = VAE_FACTOR,
+    channels: int = LATENT_CHANNELS,
+    packed: bool = False,
 ) -> torch.Tensor:
-    """z_k for each seed: N(0, I) of shape (4, res/f, res/f) from ``torch.Generator().manual_seed(k)``.
+    """z_k for each seed: N(0, I) of shape (C, res/f, res/f) from ``torch.Generator().manual_seed(k)``.
 
-    f is the VAE's downsampling factor (8 for Stable Diffusion; ``pipe.vae_scale_factor``).
+    f is the VAE's downsampling factor (8 for every supported family; ``pipe.vae_scale_factor``), C
+    the family's latent channels (4 for SD 1.x and SDXL, 16 for SD3 and Flux). ``packed`` turns each
+    latent into Flux's sequence of 2x2 patches, (res/2f)^2 x 4C (:func:`pack_latents`), after the
+    draw, so the noise itself is the same whichever layout the pipeline takes.
     """
     side = resolution // vae_factor
-    noise = [torch.randn((LATENT_CHANNELS, side, side), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
-    return torch.stack(noise).to(device=device, dtype=dtype)
+    noise = [torch.randn((channels, side, side), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
+    latents = torch.stack(noise)
+    return (pack_latents(latents) if packed else latents).to(device=device, dtype=dtype)
+
+
+def pack_latents(latents: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H/2 * W/2, 4C): each 2x2 patch of every channel as one token (Flux's layout)."""
+    b, c, h, w = latents.shape
+    patches = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return patches.reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def pipeline_latents(pipe, seeds: list[int], resolution: int) -> torch.Tensor:
+    """:func:`initial_latents` in the layout ``pipe``'s family takes, on its device and in its dtype."""
+    family = family_of_pipeline(pipe)
+    denoiser = getattr(pipe, family.denoiser)
+    return initial_latents(
+        seeds,
+        resolution,
+        denoiser.dtype,
+        pipe.device,
+        pipe.vae_scale_factor,
+        family.latent_channels,
+        family.packed_latents,
+    )
 
 
 def render(
@@ -40,18 +74,21 @@ def render(
     """One batch of PIL images from initial ``latents`` and either prompt texts or ``prompt_embeds``.
 
     The negative prompt is always given as text, so the unconditional branch is the same either way.
+    Families without a negative prompt (Flux: guidance is a distilled input) get none.
     """
+    family = family_of_pipeline(pipe)
+    extra = {"negative_prompt": [settings.get("negative_prompt", "")] * len(latents)} if family.negative_prompt else {}
     with torch.inference_mode():
         return pipe(
             prompt=prompts,
             prompt_embeds=prompt_embeds,
-            negative_prompt=[settings.get("negative_prompt", "")] * len(latents),
             latents=latents,
             height=settings["resolution"],
             width=settings["resolution"],
             num_inference_steps=settings["steps"],
             guidance_scale=settings["guidance_scale"],
             output_type="pil",
+            **extra,
         ).images
 
 
@@ -64,8 +101,6 @@ def render_jobs(pipe, jobs: list[tuple[str, int]], settings: dict[str, Any], des
     batch_size = settings["batch_size"]
     for start in tqdm(range(0, len(jobs), batch_size), desc=desc, mininterval=2):
         batch = jobs[start : start + batch_size]
-        latents = initial_latents(
-            [seed for _, seed in batch], settings["resolution"], pipe.unet.dtype, pipe.device, pipe.vae_scale_factor
-        )
+        latents = pipeline_latents(pipe, [seed for _, seed in batch], settings["resolution"])
         images = render(pipe, latents, settings, prompts=[text for text, _ in batch])
         yield from enumerate(images, start)

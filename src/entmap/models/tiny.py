@@ -1,9 +1,13 @@
 """Tiny random-weight models in the standard on-disk layouts.
 
-``build_tiny_base`` writes a Stable-Diffusion-1.5-shaped diffusers pipeline
-(UNet2DConditionModel with cross-attention, AutoencoderKL with the /8 latent
-factor, CLIPTextModel, the real 49,408-token CLIP BPE tokenizer, DDIM with
-SD's scaled-linear betas) and ``build_tiny_scorer`` a tiny open_clip model in
+``build_tiny_base`` writes a diffusers pipeline of one family: Stable-Diffusion-1.5-shaped
+(UNet2DConditionModel with cross-attention, AutoencoderKL with the /8 latent factor,
+CLIPTextModel, the real 49,408-token CLIP BPE tokenizer, DDIM with SD's scaled-linear betas),
+SDXL-shaped (two CLIP encoders, the second with a projection, a text-time UNet), SD3-shaped (an
+MMDiT with two CLIP encoders and a T5 encoder, 16 latent channels, flow matching) or Flux-shaped
+(double- and single-stream blocks, CLIP and T5, packed latents). The T5 tokenizer is a real
+sentencepiece-style unigram model trained offline on the shipped prompt suites
+(:func:`build_t5_tokenizer`). ``build_tiny_scorer`` writes a tiny open_clip model in
 the Hugging Face layout (``open_clip_config.json`` plus
 ``open_clip_model.safetensors``). Both are loaded back by the same code paths a
 real run uses: ``StableDiffusionPipeline.from_pretrained(folder)`` and
@@ -13,6 +17,8 @@ random but fixed by a seed, so a rebuilt model is bit-identical.
 
 from __future__ import annotations
 
+import csv
+import functools
 import json
 import os
 import tempfile
@@ -73,43 +79,219 @@ def load_clip_tokenizer(folder: str | os.PathLike[str]):
     return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
 
 
-def build_tiny_base(out_dir: str | os.PathLike[str], seed: int = 0) -> None:
-    """Build and save a tiny SD-1.5-shaped pipeline with random weights fixed by ``seed``."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
+def build_tiny_base(out_dir: str | os.PathLike[str], seed: int = 0, family: str = "sd1") -> None:
+    """Build and save a tiny pipeline of ``family`` (sd1, sdxl, sd3, flux), random weights fixed by ``seed``."""
+    builders = {"sd1": _build_sd1, "sdxl": _build_sdxl, "sd3": _build_sd3, "flux": _build_flux}
+    if family not in builders:
+        raise ValueError(f"unknown model family {family!r}; use one of {sorted(builders)}")
     with seeded(seed), atomic_dir(out_dir) as tmp:
-        unet = UNet2DConditionModel(
-            sample_size=TINY_RESOLUTION // 8,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=TINY_TEXT_WIDTH,
-            attention_head_dim=8,
-            norm_num_groups=16,
+        builders[family]().save_pretrained(tmp, safe_serialization=True)
+
+
+def _build_sd1():
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        sample_size=TINY_RESOLUTION // 8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TINY_TEXT_WIDTH,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    vae = tiny_vae(latent_channels=4)
+    text_encoder = clip_text_encoder(TINY_TEXT_WIDTH, intermediate=64, layers=2)
+    return sd_pipeline(vae, text_encoder, unet)
+
+
+def _build_sdxl():
+    """SDXL's layout: CLIP-L-like and CLIP-G-like encoders (the second with a projection) whose
+    hidden states are concatenated for cross-attention, a UNet with text-time conditioning."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    width = TINY_TEXT_WIDTH
+    unet = UNet2DConditionModel(
+        sample_size=TINY_RESOLUTION // 8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=2 * width,
+        attention_head_dim=(2, 4),
+        norm_num_groups=16,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + width,
+        transformer_layers_per_block=(1, 1),
+        use_linear_projection=True,
+    )
+    return StableDiffusionXLPipeline(
+        vae=tiny_vae(latent_channels=4),
+        text_encoder=clip_text_encoder(width, intermediate=64, layers=2),
+        text_encoder_2=clip_text_encoder(width, intermediate=64, layers=2, projection=True),
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer(),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            **{k: SD15_SCHEDULE[k] for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule")},
+            timestep_spacing="leading",
+            steps_offset=1,
+        ),
+    )
+
+
+def _build_sd3():
+    """SD3's layout: an MMDiT (joint attention over text and image tokens), two CLIP encoders with
+    projections and a T5 encoder, 16-channel latents, flow matching."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    width = TINY_TEXT_WIDTH
+    transformer = SD3Transformer2DModel(
+        sample_size=TINY_RESOLUTION // 8,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=width,
+        caption_projection_dim=width,
+        pooled_projection_dim=2 * width,
+    )
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=tiny_vae(latent_channels=16),
+        text_encoder=clip_text_encoder(width, intermediate=64, layers=2, projection=True),
+        tokenizer=clip_tokenizer(),
+        text_encoder_2=clip_text_encoder(width, intermediate=64, layers=2, projection=True),
+        tokenizer_2=clip_tokenizer(),
+        text_encoder_3=t5_encoder(width),
+        tokenizer_3=build_t5_tokenizer(),
+    )
+
+
+def _build_flux():
+    """Flux's layout: double-stream (separate text and image projections) and single-stream blocks,
+    a CLIP encoder for the pooled vector and a T5 encoder for the sequence, packed 16-channel latents."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    width = TINY_TEXT_WIDTH
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=width,
+        pooled_projection_dim=width,
+        guidance_embeds=False,
+        axes_dims_rope=(4, 6, 6),
+    )
+    return FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=tiny_vae(latent_channels=16),
+        text_encoder=clip_text_encoder(width, intermediate=64, layers=2),
+        tokenizer=clip_tokenizer(),
+        text_encoder_2=t5_encoder(width),
+        tokenizer_2=build_t5_tokenizer(),
+        transformer=transformer,
+    )
+
+
+def tiny_vae(latent_channels: int):
+    """A 4-block AutoencoderKL (/8 latents); 16 channels get SD3/Flux's shift and no quant convs."""
+    from diffusers import AutoencoderKL
+
+    flow = (
+        {"use_quant_conv": False, "use_post_quant_conv": False, "shift_factor": 0.0609, "scaling_factor": 1.5035}
+        if latent_channels == 16
+        else {}
+    )
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 32, 32),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=16,
+        sample_size=TINY_RESOLUTION,
+        **flow,
+    )
+
+
+def t5_encoder(width: int):
+    """A random-weight T5EncoderModel over :func:`build_t5_tokenizer`'s vocabulary."""
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=len(build_t5_tokenizer()),
+            d_model=width,
+            d_kv=8,
+            d_ff=2 * width,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(16, 32, 32, 32),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=16,
-            sample_size=TINY_RESOLUTION,
-        )
-        text_encoder = clip_text_encoder(TINY_TEXT_WIDTH, intermediate=64, layers=2)
-        sd_pipeline(vae, text_encoder, unet).save_pretrained(tmp, safe_serialization=True)
+    )
 
 
-def clip_text_encoder(width: int, intermediate: int, layers: int, heads: int = 4):
-    """A random-weight CLIPTextModel over the real 49,408-token CLIP BPE, SD's 77-token context."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+#: the prompt suites the tiny T5 tokenizer is trained on
+T5_CORPUS = ("entanglement-200.tsv", "context-24.tsv", "toyworld-60.tsv", "toyworld-context.tsv")
+T5_VOCAB = 600
 
-    return CLIPTextModel(
+
+@functools.cache
+def build_t5_tokenizer():
+    """A real T5 tokenizer trained offline: a unigram model (``tokenizers``) on the shipped prompt suites.
+
+    Special tokens as T5's: ``<pad>`` 0, ``</s>`` 1 (appended to every sequence), ``<unk>`` 2; no
+    extra ids. Saved by ``save_pretrained`` it is tokenizer.json + tokenizer_config.json, which load
+    back without sentencepiece. Deterministic: the same corpus gives the same vocabulary.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import T5TokenizerFast
+
+    folder = Path(__file__).resolve().parents[3] / "resources" / "prompts"
+    texts = []
+    for name in T5_CORPUS:
+        with open(folder / name, encoding="utf-8", newline="") as handle:
+            texts += [" ".join(row.values()) for row in csv.DictReader(handle, delimiter="\t")]
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=T5_VOCAB, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    eos = tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
+    )
+    return T5TokenizerFast(
+        tokenizer_object=tokenizer, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0
+    )
+
+
+def clip_text_encoder(width: int, intermediate: int, layers: int, heads: int = 4, projection: bool = False):
+    """A random-weight CLIPTextModel over the real 49,408-token CLIP BPE, SD's 77-token context.
+
+    ``projection``: CLIPTextModelWithProjection (SDXL's second encoder, SD3's CLIP encoders).
+    """
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(
         CLIPTextConfig(
             vocab_size=49408,
             hidden_size=width,

@@ -112,7 +112,7 @@ def make_perturbation(
     configure_torch(threads)
     pipe = load_pipeline(base_model, torch.device("cpu"), torch.float32)
     out_dir = Path(out_dir)
-    save_perturbation(pipe.unet, scale, seed, out_dir / ADAPTER_FILE)
+    save_perturbation(pipe, scale, seed, out_dir / ADAPTER_FILE)
     write_meta(
         out_dir / "meta.json",
         {

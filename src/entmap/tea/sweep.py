@@ -35,7 +35,7 @@ from entmap.core.atomic import write_text
 from entmap.core.image_codec import png_bytes
 from entmap.core.parquet_schemas import TEA_IMAGES, TEA_SCORES, read_table, write_table
 from entmap.inputs.references import load_reference_images
-from entmap.models.sampling import initial_latents, render
+from entmap.models.sampling import pipeline_latents, render
 from entmap.tea.adjust import adjust_prompt_embeds, adjust_token
 
 UNADJUSTED = "none"
@@ -122,9 +122,7 @@ def sweep_images(
             }
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
-            latents = initial_latents(
-                [seed for _, seed in batch], generation["resolution"], dtype, device, pipe.vae_scale_factor
-            )
+            latents = pipeline_latents(pipe, [seed for _, seed in batch], generation["resolution"])
             if embeds:
                 prompt_embeds = torch.cat([embeds[pid] for pid, _ in batch]).to(device=device, dtype=dtype)
                 images = render(pipe, latents, generation, prompt_embeds=prompt_embeds)

@@ -63,16 +63,14 @@ def evaluation_scenes(per_split: int, seed: int = 0) -> dict[str, list[Scene]]:
 
 def generated_accuracy(pipe, scorer, scenes: list[Scene], seeds: list[int], generation: dict) -> pd.DataFrame:
     """One row per generated image: the prompt's attributes and whether each was drawn."""
-    from entmap.models.sampling import initial_latents
+    from entmap.models.sampling import pipeline_latents
     from entmap.models.sampling import render as render_images
 
     jobs = [(scene, seed) for scene in scenes for seed in seeds]
     rows = []
     for start in range(0, len(jobs), generation["batch_size"]):
         batch = jobs[start : start + generation["batch_size"]]
-        latents = initial_latents(
-            [s for _, s in batch], generation["resolution"], pipe.unet.dtype, pipe.device, pipe.vae_scale_factor
-        )
+        latents = pipeline_latents(pipe, [s for _, s in batch], generation["resolution"])
         images = render_images(pipe, latents, generation, prompts=[scene.caption for scene, _ in batch])
         batch_scenes = [scene for scene, _ in batch]
         shapes = zero_shot(scorer, images, batch_scenes, "shape")
