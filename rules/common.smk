@@ -8,6 +8,8 @@ from snakemake.exceptions import WorkflowError
 # The rules run the package of this checkout, installed or not (also inside --sdm conda envs).
 ENTMAP_SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, ENTMAP_SRC)
+# Nothing reaches a model hub unless the user says so: hub ids resolve only with HF_HUB_OFFLINE=0.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Jobs inherit it (set, not required: no `envvars:` needed).
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [ENTMAP_SRC, os.environ.get("PYTHONPATH")])))
 
