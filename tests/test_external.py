@@ -99,3 +99,103 @@ def test_foreign_ti_embedding_is_applied(tiny_dir, tmp_path):
     pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
     apply_adapter(pipe, "ti", ti, None)  # token read from the file
     assert pipe.tokenizer.convert_tokens_to_ids("<cat-toy>") == 49408
+
+
+def images(pipe, prompt="a photo of a dog on a beach"):
+    import numpy as np
+
+    from entmap.models.sampling import render_jobs
+
+    settings = {"resolution": 64, "steps": 3, "guidance_scale": 5.0, "batch_size": 2, "negative_prompt": ""}
+    return [np.asarray(image) for _, image in render_jobs(pipe, [(prompt, 0), (prompt, 1)], settings, "test")]
+
+
+def test_a_kohya_export_of_a_diffusers_lora_renders_the_same_images(tiny_dir, tmp_path):
+    """diffusers' save_lora_weights file and the same weights in kohya key names (convert_state_dict_to_kohya,
+    alpha = rank) load through the checked loader to identical images, and change the base's."""
+    import numpy as np
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(0)
+    pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
+    config = LoraConfig(
+        r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights="gaussian"
+    )
+    pipe.unet.add_adapter(config)
+    with torch.no_grad():  # gaussian init leaves B = 0: give the adapter an effect
+        for name, param in pipe.unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.2)
+    peft_state = get_peft_model_state_dict(pipe.unet)
+    StableDiffusionPipeline.save_lora_weights(
+        str(tmp_path), unet_lora_layers=convert_state_dict_to_diffusers(peft_state), weight_name="diffusers.safetensors"
+    )
+    kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
+    assert all(k.startswith("lora_unet_") for k in kohya)
+    save_file(kohya, str(tmp_path / "kohya.safetensors"))
+    base = images(load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32))
+    rendered = {}
+    for name in ("diffusers", "kohya"):
+        target = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
+        apply_adapter(target, "lora", tmp_path / f"{name}.safetensors", None)
+        rendered[name] = images(target)
+    assert all(np.array_equal(a, b) for a, b in zip(rendered["diffusers"], rendered["kohya"], strict=True))
+    assert not np.array_equal(rendered["kohya"][0], base[0])
+
+
+def test_an_a1111_and_a_diffusers_textual_inversion_of_one_vector_render_the_same_images(tiny_dir, tmp_path):
+    import numpy as np
+
+    vector = torch.randn(1, 32, generator=torch.Generator().manual_seed(3))
+    save_file({"<v>": vector}, str(tmp_path / "diffusers.safetensors"))
+    save_file({"emb_params": vector}, str(tmp_path / "a1111.safetensors"))
+    rendered = {}
+    for name in ("diffusers", "a1111"):
+        pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
+        apply_adapter(pipe, "ti", tmp_path / f"{name}.safetensors", "<v>")
+        rendered[name] = images(pipe, "a photo of <v> on a beach")
+    assert all(np.array_equal(a, b) for a, b in zip(rendered["diffusers"], rendered["a1111"], strict=True))
+
+
+@pytest.fixture
+def lora_file_of(tiny_dir, tmp_path):
+    """Write a LoRA for the tiny SD 1.5 base (two attn2 layers), with chosen values and metadata."""
+
+    def write(name: str, up: float, metadata: dict[str, str] | None = None):
+        prefix = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2"
+        tensors = {}
+        for module, fan_in in (("to_k", 32), ("to_v", 32)):
+            tensors[f"{prefix}.{module}.lora.down.weight"] = torch.ones(2, fan_in) * 0.1
+            tensors[f"{prefix}.{module}.lora.up.weight"] = torch.ones(32, 2) * up
+        path = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(path), metadata=metadata)
+        return path
+
+    return write
+
+
+def test_an_sdxl_lora_on_the_sd15_base_is_refused_by_its_metadata(tiny_dir, lora_file_of):
+    path = lora_file_of("sdxl_lora", 0.5, {"ss_base_model_version": "sdxl_base_v1-0", "ss_network_dim": "2"})
+    pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
+    with pytest.raises(AdapterMismatchError) as info:
+        apply_adapter(pipe, "lora", path, None)
+    message = str(info.value)
+    assert str(path) in message and "sdxl family" in message and "base model is sd1" in message
+    assert "ss_base_model_version='sdxl_base_v1-0'" in message
+    # the same keys without the metadata, or declaring SD 1.5, load
+    apply_adapter(pipe, "lora", lora_file_of("plain", 0.5), None)
+    other = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
+    apply_adapter(
+        other, "lora", lora_file_of("sd15", 0.5, {"modelspec.architecture": "stable-diffusion-v1/lora"}), None
+    )
+
+
+def test_a_lora_of_all_zeros_is_refused_as_changing_nothing(tiny_dir, lora_file_of):
+    path = lora_file_of("zeros", 0.0)
+    pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
+    with pytest.raises(AdapterMismatchError) as info:
+        apply_adapter(pipe, "lora", path, None)
+    assert str(path) in str(info.value) and "changes nothing" in str(info.value) and "2 LoRA layers" in str(info.value)

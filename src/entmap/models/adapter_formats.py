@@ -35,6 +35,9 @@ _LORA_SUFFIX = re.compile(
     r"\.(lora_A|lora_B|lora\.down|lora\.up|lora_down|lora_up|lora_linear_layer\.down|lora_linear_layer\.up)\.weight$"
     r"|\.(alpha|lora_magnitude_vector)$"
 )
+#: diffusers' legacy attention-processor LoRA names, as ``lora_state_dict`` returns kohya files:
+#: ``attn1.processor.to_k_lora.down.weight`` is the LoRA of module ``attn1.to_k``
+_PROCESSOR_LORA = re.compile(r"\.processor\.(to_[qkv]|to_out)_lora\.(down|up)\.weight$")
 KV_PATTERN = re.compile(r"attn2\.to_[kv]\.weight$")
 _PROCESSOR_KEY = re.compile(r"attn2\.processor\.to_([kv])_custom_diffusion\.weight$")
 
@@ -107,16 +110,26 @@ def _module_index(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return dict(model.named_modules())
 
 
+def modern_lora_name(key: str) -> str:
+    """A LoRA key in diffusers' current naming: legacy processor names (``attn1.processor.to_k_lora.down
+    .weight``, what ``lora_state_dict`` returns for kohya files) become ``attn1.to_k.lora.down.weight``."""
+    return _PROCESSOR_LORA.sub(
+        lambda m: f".{'to_out.0' if m.group(1) == 'to_out' else m.group(1)}.lora.{m.group(2)}.weight", key
+    )
+
+
 def check_lora_keys(pipe, state_dict: dict[str, torch.Tensor], source: str) -> int:
     """Check every LoRA tensor targets an existing Linear/Conv layer with matching sizes.
 
-    ``state_dict`` is in diffusers form (``unet.<module>.lora_A.weight`` or ``.lora.down.weight``),
-    as ``StableDiffusionPipeline.lora_state_dict`` returns it for diffusers, peft and kohya files.
+    ``state_dict`` is in diffusers form (``unet.<module>.lora_A.weight`` or ``.lora.down.weight``, or
+    the legacy processor names of kohya files, :func:`modern_lora_name`), as
+    ``StableDiffusionPipeline.lora_state_dict`` returns it for diffusers, peft and kohya files.
     Returns the number of adapted layers.
     """
     modules = {"unet": _module_index(pipe.unet), "text_encoder": _module_index(pipe.text_encoder)}
     unknown, mismatched, layers = [], [], set()
     for key, value in state_dict.items():
+        key = modern_lora_name(key)
         prefix, _, rest = key.partition(".")
         match = _LORA_SUFFIX.search(rest)
         if prefix not in modules or not match:
@@ -246,6 +259,67 @@ def apply_custom_diffusion(pipe, tensors: dict[str, torch.Tensor], token: str | 
         pipe.load_textual_inversion({token: embedding.to(pipe.text_encoder.dtype)}, token=token)
 
 
+#: substrings of safetensors metadata values (kohya ``ss_base_model_version``, ``modelspec.architecture``)
+#: that name a family, most specific first
+_FAMILY_WORDS = (
+    ("sdxl", ("sdxl", "stable-diffusion-xl", "sd_xl")),
+    ("sd3", ("sd3", "stable-diffusion-3", "stable-diffusion-v3")),
+    ("flux", ("flux",)),
+    ("sd1", ("sd_v1", "stable-diffusion-v1", "sd_1", "sd1", "stable-diffusion-v2", "sd_v2")),
+)
+_FAMILY_KEYS = ("modelspec.architecture", "ss_base_model_version", "ss_sd_model_name")
+
+
+def file_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The string metadata of a safetensors header (kohya ``ss_*``, ``modelspec.*``); {} for other files."""
+    if Path(path).suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def declared_family(metadata: dict[str, str]) -> tuple[str, str] | None:
+    """(family, the metadata key that says so) from an adapter's metadata, or None if it says nothing."""
+    for key in _FAMILY_KEYS:
+        value = metadata.get(key, "").lower()
+        for family, words in _FAMILY_WORDS:
+            if any(word in value for word in words):
+                return family, f"{key}={metadata[key]!r}"
+    return None
+
+
+def check_family(pipe, path: Path) -> None:
+    """Refuse an adapter whose metadata declares another family than the base model's, naming both."""
+    declared = declared_family(file_metadata(path))
+    base = family_of_pipeline(pipe).name
+    if declared is not None and declared[0] != base:
+        raise AdapterMismatchError(
+            f"{path}: made for the {declared[0]} family ({declared[1]}) but the base model is {base}; "
+            f"use a {declared[0]} base model or an adapter trained for {base}"
+        )
+
+
+def check_lora_has_an_effect(state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse a LoRA whose every layer is zero: it loads without error and changes nothing.
+
+    A layer's update is up @ down (B A): it is zero when either factor is all zeros.
+    """
+    factors: dict[str, dict[str, bool]] = {}
+    for key, value in state_dict.items():
+        match = _LORA_SUFFIX.search(modern_lora_name(key))
+        if match and match.group(1):
+            kind = "down" if match.group(1) in ("lora_A", "lora.down", "lora_down", "lora_linear_layer.down") else "up"
+            factors.setdefault(modern_lora_name(key)[: match.start()], {})[kind] = bool(value.abs().sum() > 0)
+    effective = [layer for layer, f in factors.items() if f.get("down") and f.get("up")]
+    if factors and not effective:
+        raise AdapterMismatchError(
+            f"{source}: all {len(factors)} LoRA layers are zero (up or down factor all zeros), so the adapter "
+            "changes nothing; was it saved before training, or with the wrong weights?"
+        )
+
+
 def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | None, allow_pickle: bool = False) -> None:
     """Apply an adapter file of ``kind`` to ``pipe`` in place with its public loader, checking its fit.
 
@@ -253,6 +327,7 @@ def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | No
     shape was checked against the base; cd: native attn2 k/v weights plus the modifier token.
     """
     path = Path(path)
+    check_family(pipe, path)
     if kind == "ti":
         file_token, embedding = ti_embedding(read_tensors(path, allow_pickle), str(path))
         width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
@@ -267,6 +342,7 @@ def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | No
             raise ExternalAdapterError(f"{path}: pickle-based file refused (allow_pickle is off)")
         state_dict, _ = pipe.lora_state_dict(str(path.parent), weight_name=path.name)
         check_lora_keys(pipe, state_dict, str(path))
+        check_lora_has_an_effect(state_dict, str(path))
         pipe.load_lora_weights(str(path.parent), weight_name=path.name)
     elif kind == "cd":
         apply_custom_diffusion(pipe, read_tensors(path, allow_pickle), token, str(path))
