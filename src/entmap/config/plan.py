@@ -142,11 +142,20 @@ def family_problems(config: dict[str, Any], family: Family) -> list[str]:
                     f"subjects.{name}.methods: {method!r} is not available for the {family.name} family of "
                     f"base.model (available: {', '.join(available)})"
                 )
-    if config.get("external") and "external" not in family.methods:
-        problems.append(
-            f"external: auditing adapters is not available for the {family.name} family of base.model yet "
-            f"(available: {', '.join(available)})"
-        )
+            if method == "lora" and method_settings(config, name, "lora").get("train_text_encoder"):
+                if not family.text_encoder_lora:
+                    problems.append(
+                        f"subjects.{name}.train.lora.train_text_encoder: text-encoder LoRA is not available for the "
+                        f"{family.name} family yet; set it to false"
+                    )
+    if tea_enabled(config) and family.name != "sd1":
+        problems.append(f"tea.enabled: TEA sweeps run on SD 1.x models only so far, not {family.name}; set it to false")
+    for name, entry in config.get("external", {}).items():
+        if entry["kind"] not in family.external_kinds:
+            problems.append(
+                f"external.{name}.kind: {entry['kind']!r} adapters cannot be audited on the {family.name} family "
+                f"of base.model yet (available: {', '.join(family.external_kinds)})"
+            )
     return problems
 
 

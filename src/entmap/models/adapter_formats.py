@@ -121,12 +121,18 @@ def modern_lora_name(key: str) -> str:
 def check_lora_keys(pipe, state_dict: dict[str, torch.Tensor], source: str) -> int:
     """Check every LoRA tensor targets an existing Linear/Conv layer with matching sizes.
 
-    ``state_dict`` is in diffusers form (``unet.<module>.lora_A.weight`` or ``.lora.down.weight``, or
+    ``state_dict`` is in diffusers form (``unet.<module>.lora_A.weight``, ``transformer.<module>...``
+    for SD3 and Flux, or ``.lora.down.weight``, or
     the legacy processor names of kohya files, :func:`modern_lora_name`), as
     ``StableDiffusionPipeline.lora_state_dict`` returns it for diffusers, peft and kohya files.
     Returns the number of adapted layers.
     """
-    modules = {"unet": _module_index(pipe.unet), "text_encoder": _module_index(pipe.text_encoder)}
+    family = family_of_pipeline(pipe)
+    modules = {
+        name: _module_index(getattr(pipe, name))
+        for name in (family.denoiser, *family.text_encoders)
+        if getattr(pipe, name, None) is not None
+    }
     unknown, mismatched, layers = [], [], set()
     for key, value in state_dict.items():
         key = modern_lora_name(key)
@@ -340,7 +346,8 @@ def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | No
     elif kind == "lora":
         if path.suffix != ".safetensors" and not allow_pickle:
             raise ExternalAdapterError(f"{path}: pickle-based file refused (allow_pickle is off)")
-        state_dict, _ = pipe.lora_state_dict(str(path.parent), weight_name=path.name)
+        loaded = pipe.lora_state_dict(str(path.parent), weight_name=path.name)
+        state_dict = loaded[0] if isinstance(loaded, tuple) else loaded  # some families add network alphas
         check_lora_keys(pipe, state_dict, str(path))
         check_lora_has_an_effect(state_dict, str(path))
         pipe.load_lora_weights(str(path.parent), weight_name=path.name)

@@ -51,6 +51,10 @@ class Family:
     lora_targets: tuple[str, ...]
     #: method -> what it trains in this family (README's table); a method absent here does not apply
     methods: dict[str, str] = field(default_factory=dict)
+    #: adapter kinds an ``external`` entry may have on this family
+    external_kinds: tuple[str, ...] = ("lora",)
+    #: whether LoRA can also train the (first) text encoder here
+    text_encoder_lora: bool = False
 
     def text_kv_parameters(self, denoiser) -> dict:
         """The denoiser's text-token key/value weights, by state-dict name."""
@@ -78,6 +82,8 @@ SD1 = Family(
         "perturb": "noise on attn2.to_k/to_v",
         "external": "audited adapters: diffusers/peft and kohya LoRA, Textual Inversion, Custom Diffusion, checkpoints",
     },
+    external_kinds=("lora", "ti", "cd", "checkpoint"),
+    text_encoder_lora=True,
 )
 
 SDXL = Family(
@@ -93,7 +99,11 @@ SDXL = Family(
     negative_prompt=True,
     text_kv=r"attn2\.to_[kv]\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
-    methods={"perturb": "noise on attn2.to_k/to_v"},
+    methods={
+        "lora": "UNet attention (to_q/k/v/out), with SDXL's text-time conditioning",
+        "perturb": "noise on attn2.to_k/to_v",
+        "external": "audited LoRA files (diffusers/peft)",
+    },
 )
 
 SD3 = Family(
@@ -109,7 +119,11 @@ SD3 = Family(
     negative_prompt=True,
     text_kv=r"attn\.add_[kv]_proj\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
-    methods={"perturb": "noise on the joint attention's text projections (attn.add_k_proj/add_v_proj)"},
+    methods={
+        "lora": "transformer attention (to_q/k/v/out), rectified-flow loss",
+        "perturb": "noise on the joint attention's text projections (attn.add_k_proj/add_v_proj)",
+        "external": "audited LoRA files (diffusers/peft)",
+    },
 )
 
 FLUX = Family(
@@ -126,8 +140,10 @@ FLUX = Family(
     text_kv=r"transformer_blocks\.\d+\.attn\.add_[kv]_proj\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
     methods={
+        "lora": "transformer attention (to_q/k/v/out), rectified-flow loss on packed latents",
         "perturb": "noise on the double-stream blocks' text projections (attn.add_k_proj/add_v_proj); "
         "single-stream blocks have no text-only projection",
+        "external": "audited LoRA files (diffusers/peft)",
     },
 )
 

@@ -30,8 +30,9 @@ from PIL import Image
 from entmap.core.atomic import atomic_path
 from entmap.models.adapter_formats import kv_parameters
 from entmap.personalize.lora import class_prompt, instance_prompt
+from entmap.personalize.objectives import instance_prior_loss
 from entmap.personalize.textual_inversion import add_placeholder_token
-from entmap.personalize.training_loop import FrozenRows, TrainLog, end_training, freeze, instance_prior_loss, optimize
+from entmap.personalize.training_loop import FrozenRows, TrainLog, end_training, freeze, optimize
 
 
 @dataclass

@@ -23,9 +23,10 @@ from PIL import Image
 
 from entmap.core.atomic import atomic_path
 from entmap.core.runtime import seeded
-from entmap.personalize.training_loop import TrainLog, end_training, freeze, instance_prior_loss, optimize, trainable
+from entmap.models.families import family_of_pipeline
+from entmap.personalize.objectives import instance_prior_loss
+from entmap.personalize.training_loop import TrainLog, denoiser_of, end_training, freeze, optimize, trainable
 
-UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
@@ -57,12 +58,13 @@ def add_lora_adapters(pipe, settings: dict[str, Any]) -> None:
 def _add_adapters(pipe, settings: dict[str, Any], rank: int, alpha: float) -> None:
     from peft import LoraConfig
 
-    pipe.unet.add_adapter(
+    family = family_of_pipeline(pipe)
+    denoiser_of(pipe).add_adapter(
         LoraConfig(
             r=rank,
             lora_alpha=alpha,
             init_lora_weights="gaussian",
-            target_modules=list(settings.get("target_modules", UNET_TARGETS)),
+            target_modules=list(settings.get("target_modules", family.lora_targets)),
         )
     )
     if settings.get("train_text_encoder", False):
@@ -89,14 +91,15 @@ def train_lora(
     freeze(pipe)
     add_lora_adapters(pipe, settings)
     train_te = settings.get("train_text_encoder", False)
-    pipe.unet.train()
+    denoiser = denoiser_of(pipe)
+    denoiser.train()
     if train_te:
         pipe.text_encoder.train()
     if settings.get("gradient_checkpointing", False):
-        pipe.unet.enable_gradient_checkpointing()
+        denoiser.enable_gradient_checkpointing()
         if train_te:
             pipe.text_encoder.gradient_checkpointing_enable()
-    groups = [{"params": trainable([pipe.unet])}]
+    groups = [{"params": trainable([denoiser])}]
     if train_te:
         te_group: dict[str, Any] = {"params": trainable([pipe.text_encoder])}
         if settings.get("text_encoder_learning_rate"):
@@ -111,15 +114,20 @@ def train_lora(
 
 
 def save_lora(pipe, path: str | os.PathLike[str]) -> None:
-    """Write the trained adapters in the diffusers LoRA format (with peft metadata), atomically."""
-    from diffusers import StableDiffusionPipeline
+    """Write the trained adapters in the diffusers LoRA format (with peft metadata), atomically.
+
+    The pipeline class's own ``save_lora_weights`` writes them: ``unet_lora_layers`` for the UNet
+    families, ``transformer_lora_layers`` for SD3 and Flux.
+    """
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     path = Path(path)
+    name = family_of_pipeline(pipe).denoiser
+    denoiser = denoiser_of(pipe)
     kwargs: dict[str, Any] = {
-        "unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet)),
-        "unet_lora_adapter_metadata": pipe.unet.peft_config["default"].to_dict(),
+        f"{name}_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(denoiser)),
+        f"{name}_lora_adapter_metadata": denoiser.peft_config["default"].to_dict(),
     }
     if getattr(pipe.text_encoder, "peft_config", None):
         kwargs["text_encoder_lora_layers"] = convert_state_dict_to_diffusers(
@@ -127,4 +135,4 @@ def save_lora(pipe, path: str | os.PathLike[str]) -> None:
         )
         kwargs["text_encoder_lora_adapter_metadata"] = pipe.text_encoder.peft_config["default"].to_dict()
     with atomic_path(path) as tmp:
-        StableDiffusionPipeline.save_lora_weights(str(tmp.parent), weight_name=tmp.name, **kwargs)
+        type(pipe).save_lora_weights(str(tmp.parent), weight_name=tmp.name, **kwargs)

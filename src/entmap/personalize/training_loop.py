@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from entmap.core.parquet_schemas import TRAIN_LOG, write_table
+from entmap.models.families import family_of_pipeline
 
 log = logging.getLogger("entmap")
 
@@ -181,18 +182,27 @@ def trainable(modules: Iterable[torch.nn.Module]) -> list[torch.Tensor]:
     return [p for module in modules for p in module.parameters() if p.requires_grad]
 
 
+def denoiser_of(pipe) -> torch.nn.Module:
+    """The pipeline's denoiser (UNet or transformer, by its family)."""
+    return getattr(pipe, family_of_pipeline(pipe).denoiser)
+
+
 def freeze(pipe) -> None:
-    """Freeze the VAE, UNet and text encoder; methods then unfreeze what they train."""
-    for module in (pipe.vae, pipe.unet, pipe.text_encoder):
-        module.requires_grad_(False)
+    """Freeze the VAE, the denoiser and every text encoder; methods then unfreeze what they train."""
+    family = family_of_pipeline(pipe)
+    for name in ("vae", family.denoiser, *family.text_encoders):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            module.requires_grad_(False)
 
 
 def end_training(pipe, settings: dict[str, Any]) -> None:
     """Back to inference: eval mode, gradient checkpointing off."""
-    pipe.unet.eval()
+    denoiser = denoiser_of(pipe)
+    denoiser.eval()
     pipe.text_encoder.eval()
     if settings.get("gradient_checkpointing", False):
-        pipe.unet.disable_gradient_checkpointing()
+        denoiser.disable_gradient_checkpointing()
         if getattr(pipe.text_encoder, "is_gradient_checkpointing", False):
             pipe.text_encoder.gradient_checkpointing_disable()
 
@@ -215,46 +225,3 @@ class FrozenRows:
     def restore(self) -> None:
         with torch.no_grad():
             self.embeddings.weight[self.keep] = self.original[self.keep]
-
-
-def instance_prior_loss(
-    pipe,
-    settings: dict[str, Any],
-    device: torch.device,
-    images: list,
-    instance_prompt: str,
-    class_images: list | None = None,
-    class_prompt: str | None = None,
-) -> Callable[[], torch.Tensor]:
-    """The DreamBooth objective as a closure: L = L_instance + prior_loss_weight * L_class.
-
-    L_instance is the denoising loss on the reference images captioned ``instance_prompt``;
-    L_class (only with ``prior_preservation``) the same on base-model class images captioned
-    ``class_prompt``. Batches and noise come from generators seeded by ``settings['seed']``.
-    """
-    from diffusers import DDPMScheduler
-
-    from entmap.personalize.captions import ReferenceBatches
-
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    seed = settings.get("seed", 0)
-    crop, flip = settings.get("center_crop", False), settings.get("flip_p", 0.0)
-    instance = ReferenceBatches(images, "", (instance_prompt,), settings["resolution"], crop, flip, seed)
-    prior = None
-    if settings.get("prior_preservation", False):
-        if not class_images or class_prompt is None:
-            raise ValueError("prior_preservation is on but no class images were given")
-        prior = ReferenceBatches(class_images, "", (class_prompt,), settings["resolution"], crop, flip, seed + 2)
-    generator = torch.Generator().manual_seed(seed + 1)
-    weight = settings.get("prior_loss_weight", 1.0)
-
-    def loss_on(batches) -> torch.Tensor:
-        pixels, captions = batches.sample(settings["batch_size"])
-        hidden = encode_captions(pipe, captions, device)
-        return denoising_loss(pipe, noise_scheduler, pixels.to(device), hidden, generator)
-
-    def compute_loss() -> torch.Tensor:
-        loss = loss_on(instance)
-        return loss + weight * loss_on(prior) if prior is not None else loss
-
-    return compute_loss
