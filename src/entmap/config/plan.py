@@ -142,12 +142,12 @@ def family_problems(config: dict[str, Any], family: Family) -> list[str]:
                     f"subjects.{name}.methods: {method!r} is not available for the {family.name} family of "
                     f"base.model (available: {', '.join(available)})"
                 )
-            if method == "lora" and method_settings(config, name, "lora").get("train_text_encoder"):
-                if not family.text_encoder_lora:
-                    problems.append(
-                        f"subjects.{name}.train.lora.train_text_encoder: text-encoder LoRA is not available for the "
-                        f"{family.name} family yet; set it to false"
-                    )
+            text_encoder_lora = method == "lora" and method_settings(config, name, "lora").get("train_text_encoder")
+            if text_encoder_lora and not family.text_encoder_lora:
+                problems.append(
+                    f"subjects.{name}.train.lora.train_text_encoder: text-encoder LoRA is not available for the "
+                    f"{family.name} family yet; set it to false"
+                )
     if tea_enabled(config) and family.name != "sd1":
         problems.append(f"tea.enabled: TEA sweeps run on SD 1.x models only so far, not {family.name}; set it to false")
     for name, entry in config.get("external", {}).items():
