@@ -175,3 +175,24 @@ def test_default_toy_world_config_is_valid(monkeypatch):
     assert tea_models(config)["star/lora"]["class_word"] == "diamond"
     config["subject_categories"]["face"] = "people"  # not a category of the toy suite
     expect_error(config, "subject_categories.face", "'people'", "toyworld-60.tsv")
+
+
+def test_methods_a_family_does_not_support_yet_are_refused_by_name(tiny_config, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(REPO)
+    sdxl = yaml.safe_load((REPO / "configs/tiny-sdxl.yaml").read_text())
+    assert load_plan(copy.deepcopy(sdxl), SCHEMA).models == (
+        "bands1/lora",
+        "someone_lora/external",
+        *(f"kv{s}/perturb" for s in ("0", "0p05", "0p2", "0p5")),
+    )
+    sdxl["subjects"]["bands1"]["methods"] = ["lora", "ti"]
+    sdxl["subjects"]["bands1"]["train"] = {"lora": {"train_text_encoder": True}}
+    sdxl["external"]["someone_lora"]["kind"] = "ti"
+    with pytest.raises(ConfigError) as info:
+        load_plan(sdxl, SCHEMA)
+    message = str(info.value)
+    assert "subjects.bands1.methods: 'ti' is not available for the sdxl family" in message
+    assert "subjects.bands1.train.lora.train_text_encoder" in message
+    assert "external.someone_lora.kind: 'ti' adapters cannot be audited on the sdxl family" in message
