@@ -314,10 +314,11 @@ def check_lora_has_an_effect(state_dict: dict[str, torch.Tensor], source: str) -
     """
     factors: dict[str, dict[str, bool]] = {}
     for key, value in state_dict.items():
-        match = _LORA_SUFFIX.search(modern_lora_name(key))
+        name = modern_lora_name(key)
+        match = _LORA_SUFFIX.search(name)
         if match and match.group(1):
             kind = "down" if match.group(1) in ("lora_A", "lora.down", "lora_down", "lora_linear_layer.down") else "up"
-            factors.setdefault(modern_lora_name(key)[: match.start()], {})[kind] = bool(value.abs().sum() > 0)
+            factors.setdefault(name[: match.start()], {})[kind] = bool(value.abs().sum() > 0)
     effective = [layer for layer, f in factors.items() if f.get("down") and f.get("up")]
     if factors and not effective:
         raise AdapterMismatchError(

@@ -84,9 +84,8 @@ def _sdxl_objective(pipe, device: torch.device, generator: torch.Generator) -> O
             embeds.to(dtype),
             added_cond_kwargs={"text_embeds": pooled.to(dtype), "time_ids": time_ids.to(dtype)},
         ).sample
-        target = noise if noise_scheduler.config.prediction_type == "epsilon" else None
-        if target is None:
-            target = noise_scheduler.get_velocity(latents, noise, timesteps)
+        epsilon = noise_scheduler.config.prediction_type == "epsilon"
+        target = noise if epsilon else noise_scheduler.get_velocity(latents, noise, timesteps)
         return F.mse_loss(prediction.float(), target.float())
 
     return loss
