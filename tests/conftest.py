@@ -30,6 +30,15 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, keep the tests that share one expensive session fixture on one worker."""
+    for item in items:
+        for fixture in ("finished_run", "cluster"):
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(fixture))
+                break
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """A tiny base pipeline and tiny scorer, built once (random weights from seed 0)."""
@@ -38,6 +47,17 @@ def tiny_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
     build_tiny_base(root / "tiny-sd", seed=0)
     build_tiny_scorer(root / "tiny-clip", seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory) -> Path:
+    """Tiny SDXL, SD3 and Flux pipelines (random weights from seed 0) in root/<family>, built once."""
+    from entmap.models.tiny import build_tiny_base
+
+    root = tmp_path_factory.mktemp("families")
+    for family in ("sdxl", "sd3", "flux"):
+        build_tiny_base(root / family, seed=0, family=family)
     return root
 
 

@@ -183,16 +183,18 @@ def test_methods_a_family_does_not_support_yet_are_refused_by_name(tiny_config, 
     monkeypatch.chdir(REPO)
     sdxl = yaml.safe_load((REPO / "configs/tiny-sdxl.yaml").read_text())
     assert load_plan(copy.deepcopy(sdxl), SCHEMA).models == (
+        "bands1/ti",
         "bands1/lora",
+        "bands1/cd",
         "someone_lora/external",
         *(f"kv{s}/perturb" for s in ("0", "0p05", "0p2", "0p5")),
     )
-    sdxl["subjects"]["bands1"]["methods"] = ["lora", "ti"]
     sdxl["subjects"]["bands1"]["train"] = {"lora": {"train_text_encoder": True}}
-    sdxl["external"]["someone_lora"]["kind"] = "ti"
+    sdxl["external"]["someone_lora"]["kind"] = "checkpoint"
+    sdxl["generation"]["scheduler"] = "flow_euler"
     with pytest.raises(ConfigError) as info:
         load_plan(sdxl, SCHEMA)
     message = str(info.value)
-    assert "subjects.bands1.methods: 'ti' is not available for the sdxl family" in message
     assert "subjects.bands1.train.lora.train_text_encoder" in message
-    assert "external.someone_lora.kind: 'ti' adapters cannot be audited on the sdxl family" in message
+    assert "external.someone_lora.kind: 'checkpoint' adapters cannot be audited on the sdxl family" in message
+    assert "generation.scheduler: 'flow_euler' is not the sdxl family's sampler; set it to 'ddim'" in message

@@ -11,6 +11,14 @@ from entmap.models.audit import audit_external
 from entmap.models.loading import load_model, load_pipeline
 
 CPU = torch.device("cpu")
+GENERATION = {
+    "resolution": 64,
+    "steps": 3,
+    "guidance_scale": 5.0,
+    "batch_size": 1,
+    "negative_prompt": "",
+    "first_seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +42,7 @@ def diffusers_lora(tiny_dir, tmp_path_factory):
 
 def test_foreign_lora_is_audited_and_applied(tiny_dir, diffusers_lora, tmp_path):
     spec = {"kind": "lora", "path": str(diffusers_lora), "category": "style"}
-    meta = audit_external(str(tiny_dir / "tiny-sd"), "foreign", spec, tmp_path / "meta.json")
+    meta = audit_external(str(tiny_dir / "tiny-sd"), "foreign", spec, tmp_path / "meta.json", GENERATION)
     assert json.loads((tmp_path / "meta.json").read_text()) == meta
     assert meta["method"] == "external" and len(meta["sha256"]) == 64
     pipe = load_model(str(tiny_dir / "tiny-sd"), tmp_path, CPU, torch.float32)
@@ -199,3 +207,33 @@ def test_a_lora_of_all_zeros_is_refused_as_changing_nothing(tiny_dir, lora_file_
     with pytest.raises(AdapterMismatchError) as info:
         apply_adapter(pipe, "lora", path, None)
     assert str(path) in str(info.value) and "changes nothing" in str(info.value) and "2 LoRA layers" in str(info.value)
+
+
+def test_the_trigger_phrase_comes_from_the_files_metadata_and_is_the_probe(tiny_dir, diffusers_lora, tmp_path):
+    tensors = load_file(str(diffusers_lora))
+    path = tmp_path / "triggered.safetensors"
+    save_file(tensors, str(path), metadata={"format": "pt", "modelspec.trigger_phrase": "zwx style"})
+    spec = {"kind": "lora", "path": str(path), "category": "style"}
+    meta = audit_external(str(tiny_dir / "tiny-sd"), "triggered", spec, tmp_path / "meta.json", GENERATION)
+    assert meta["token"] == "zwx style" and meta["probe_prompt"] == "a photo of zwx style"
+
+
+def test_an_adapter_that_loads_but_changes_no_image_is_refused(tiny_dir, tmp_path):
+    """Custom Diffusion weights saved before training (the base's own k/v) load without error and change
+    nothing: refused by the probe, naming the file and the likely causes."""
+    from entmap.models.adapter_formats import text_kv_parameters
+
+    pipe = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
+    denoiser, kv = text_kv_parameters(pipe)
+    save_file({f"{denoiser}.{k}": v.detach().clone() for k, v in kv.items()}, str(tmp_path / "untrained.safetensors"))
+    spec = {"kind": "cd", "path": str(tmp_path / "untrained.safetensors"), "category": "style"}
+    with pytest.raises(AdapterMismatchError, match=r"untrained\.safetensors: the cd adapter .*byte-identical.*zero"):
+        audit_external(str(tiny_dir / "tiny-sd"), "untrained", spec, tmp_path / "meta.json", GENERATION)
+    assert not (tmp_path / "meta.json").exists()
+
+
+def test_a_textual_inversion_files_own_token_is_probed(tiny_dir, tmp_path):
+    save_file({"<their-token>": torch.randn(1, 32)}, str(tmp_path / "emb.safetensors"))
+    spec = {"kind": "ti", "path": str(tmp_path / "emb.safetensors"), "category": "style"}
+    meta = audit_external(str(tiny_dir / "tiny-sd"), "emb", spec, tmp_path / "meta.json", GENERATION)
+    assert meta["token"] == "<their-token>" and meta["probe_prompt"] == "a photo of <their-token>"

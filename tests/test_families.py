@@ -13,20 +13,12 @@ from entmap.models.adapter_formats import apply_adapter, text_kv_parameters
 from entmap.models.families import FAMILIES, FamilyError, family_of, family_of_pipeline
 from entmap.models.loading import load_pipeline
 from entmap.models.sampling import initial_latents, pack_latents, pipeline_latents, render_jobs
-from entmap.models.tiny import build_t5_tokenizer, build_tiny_base
+from entmap.models.tiny import build_t5_tokenizer
 from entmap.personalize.perturb import save_perturbation
 
 SETTINGS = {"resolution": 64, "steps": 3, "guidance_scale": 5.0, "batch_size": 2, "negative_prompt": ""}
 JOBS = [("a red circle", 0), ("a blue square on the left", 1)]
 OTHER = ["sdxl", "sd3", "flux"]
-
-
-@pytest.fixture(scope="module")
-def tiny_family_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("families")
-    for family in OTHER:
-        build_tiny_base(root / family, seed=0, family=family)
-    return root
 
 
 def pixels(pipe, jobs=JOBS) -> list[np.ndarray]:
@@ -110,3 +102,73 @@ def test_the_t5_tokenizer_is_a_real_trained_vocabulary(tmp_path):
     tokenizer.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer.json", "tokenizer_config.json"]
     assert T5TokenizerFast.from_pretrained(tmp_path)("a red circle").input_ids == tokenizer("a red circle").input_ids
+
+
+def reference_images(count: int = 2) -> list:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+TRAIN = {"steps": 3, "learning_rate": 5e-2, "batch_size": 1, "resolution": 64, "adam_weight_decay": 0.5, "seed": 0}
+
+
+@pytest.mark.parametrize("family", OTHER)
+def test_textual_inversion_trains_one_row_per_clip_encoder_and_its_file_renders_the_same(
+    tiny_family_dir, family, tmp_path
+):
+    from entmap.personalize.textual_inversion import save_textual_inversion, train_textual_inversion
+
+    folder = str(tiny_family_dir / family)
+    cpu = torch.device("cpu")
+    pipe = load_pipeline(folder, cpu, torch.float32)
+    encoders = FAMILIES[family].clip_encoders
+    before = {enc: getattr(pipe, enc).state_dict() for _, _, enc in encoders}
+    before = {enc: {k: v.clone() for k, v in sd.items()} for enc, sd in before.items()}
+    result = train_textual_inversion(pipe, reference_images(), "<s1>", "painting", ("a painting of {}",), TRAIN, cpu)
+    assert set(result.embeddings) == {key for key, _, _ in encoders}
+    for _, tok, enc in encoders:
+        state = getattr(pipe, enc).state_dict()
+        for name, old in before[enc].items():
+            new = state[name]
+            if name.endswith("token_embedding.weight"):
+                assert new.shape[0] == old.shape[0] + 1 and torch.equal(new[:-1], old)  # other rows restored
+                token_id = getattr(pipe, tok).convert_tokens_to_ids("<s1>")
+                assert not torch.equal(new[token_id], old[getattr(pipe, tok).encode("painting")[1]])  # it trained
+            else:
+                assert torch.equal(new, old), name
+    save_textual_inversion(result, tmp_path)
+    from safetensors.torch import load_file
+
+    keys = set(load_file(str(tmp_path / "adapter.safetensors")))
+    assert keys == ({"<s1>"} if len(encoders) == 1 else {"clip_l", "clip_g"})
+    fresh = load_pipeline(folder, cpu, torch.float32)
+    apply_adapter(fresh, "ti", tmp_path / "adapter.safetensors", "<s1>")
+    jobs = [("a painting of <s1>", 0), ("a blue square on the left", 1)]
+    assert all(np.array_equal(a, b) for a, b in zip(pixels(pipe, jobs), pixels(fresh, jobs), strict=True))
+    base = load_pipeline(folder, cpu, torch.float32)
+    assert np.array_equal(pixels(fresh, jobs)[1], pixels(base, jobs)[1])  # a prompt without the token: base bytes
+
+
+@pytest.mark.parametrize("family", OTHER)
+def test_custom_diffusion_trains_the_text_kv_and_the_token_only_and_its_file_renders_the_same(
+    tiny_family_dir, family, tmp_path
+):
+    from entmap.personalize.custom_diffusion import save_custom_diffusion, train_custom_diffusion
+
+    folder = str(tiny_family_dir / family)
+    cpu = torch.device("cpu")
+    pipe = load_pipeline(folder, cpu, torch.float32)
+    denoiser = getattr(pipe, FAMILIES[family].denoiser)
+    before = {k: v.clone() for k, v in denoiser.state_dict().items()}
+    result = train_custom_diffusion(pipe, reference_images(), None, "<new1>", "painting", TRAIN, cpu)
+    changed = {k for k, v in denoiser.state_dict().items() if not torch.equal(v, before[k])}
+    kv = set(text_kv_parameters(pipe)[1])
+    assert changed == kv and kv and all("add_k_proj" in k or "add_v_proj" in k or "attn2.to_" in k for k in kv)
+    path = tmp_path / "adapter.safetensors"
+    save_custom_diffusion(pipe, result.token_ids, path)
+    fresh = load_pipeline(folder, cpu, torch.float32)
+    apply_adapter(fresh, "cd", path, "<new1>")
+    jobs = [("a photo of <new1> painting", 0)]
+    assert np.array_equal(pixels(pipe, jobs)[0], pixels(fresh, jobs)[0])

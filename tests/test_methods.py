@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from entmap.inputs.references import draw_synthetic
-from entmap.models.adapter_formats import apply_adapter, kv_parameters
+from entmap.models.adapter_formats import apply_adapter, text_kv_parameters
 from entmap.models.loading import load_pipeline
 from entmap.personalize.custom_diffusion import save_custom_diffusion, train_custom_diffusion
 from entmap.personalize.lora import save_lora, train_lora
@@ -102,7 +102,7 @@ def cd_trained(tiny_dir, images):
 def test_custom_diffusion_trains_only_kv_and_the_modifier_token(cd_trained):
     pipe, result, unet_before, text_before = cd_trained
     changed = {k for k, v in pipe.unet.state_dict().items() if not torch.equal(v, unet_before[k])}
-    kv = set(kv_parameters(pipe.unet))
+    kv = set(text_kv_parameters(pipe)[1])
     assert changed == kv and len(kv) > 0
     assert all(".attn2.to_k.weight" in k or ".attn2.to_v.weight" in k for k in changed)
     key = next(k for k in text_before if k.endswith("token_embedding.weight"))
@@ -118,7 +118,7 @@ def test_custom_diffusion_trains_only_kv_and_the_modifier_token(cd_trained):
 def test_custom_diffusion_round_trip(cd_trained, tiny_dir, tmp_path):
     pipe, result, _, _ = cd_trained
     path = tmp_path / "adapter.safetensors"
-    save_custom_diffusion(pipe, result.token_id, path)
+    save_custom_diffusion(pipe, result.token_ids, path)
     fresh = load_pipeline(str(tiny_dir / "tiny-sd"), CPU, torch.float32)
     apply_adapter(fresh, "cd", path, "<new1>")
     prompt = "a photo of <new1> teapot"

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from entmap.inputs.references import draw_synthetic
+from entmap.models.embeddings import TokenError
 from entmap.models.loading import load_pipeline
 from entmap.personalize.captions import OBJECT_TEMPLATES
-from entmap.personalize.textual_inversion import TokenError, save_textual_inversion, train_textual_inversion
+from entmap.personalize.textual_inversion import save_textual_inversion, train_textual_inversion
 
 SETTINGS = {"steps": 4, "learning_rate": 5e-2, "batch_size": 2, "resolution": 64, "save_every": 2, "seed": 0}
 CPU = torch.device("cpu")

@@ -554,19 +554,24 @@ def family_config(family: str) -> dict:
     config["noise_floor"]["pairs"] = 1
     config["perturb"]["scales"] = [0, 0.5]
     config["analysis"]["bootstrap"] = 100
-    config["methods"]["lora"].update(steps=4, learning_rate=1e-2)
+    for method in ("ti", "lora", "cd"):
+        config["methods"][method].update(steps=4)
+    config["methods"]["lora"]["learning_rate"] = 1e-2
     return config
 
 
 @pytest.mark.parametrize("family", ["sdxl", "sd3", "flux"])
-def test_each_family_runs_end_to_end_with_lora_an_audited_lora_and_exact_controls(tmp_path, family):
+def test_each_family_runs_end_to_end_with_every_method_an_audited_lora_and_exact_controls(tmp_path, family):
     workdir = make_workdir(tmp_path / family, family_config(family))
     snakemake(workdir, "--profile", "profiles/local", "--cores", "2")
     results = workdir / "results"
     cells = read_table(results / "maps/cells.parquet", CELLS)
     by_model = cells.groupby("model")[["e_sem", "e_per"]].mean()
-    assert set(by_model.index) == {"bands1/lora", "someone_lora/external", "kv0/perturb", "kv0p5/perturb"}
-    assert by_model.loc["bands1/lora", "e_per"] > 0 and by_model.loc["someone_lora/external", "e_per"] > 0
+    weights = ["bands1/lora", "bands1/cd", "someone_lora/external"]
+    assert set(by_model.index) == {"bands1/ti", *weights, "kv0/perturb", "kv0p5/perturb"}
+    assert (by_model.loc[weights, "e_per"] > 0).all()
+    # Textual Inversion adds a token and changes no weight: prompts without it render the base bytes
+    assert (cells.loc[cells["model"] == "bands1/ti", ["e_sem", "e_per"]] == 0).all().all()
     assert (cells.loc[cells["model"] == "kv0/perturb", ["e_sem", "e_per"]] == 0).all().all()  # exactly zero
     assert by_model.loc["kv0p5/perturb", "e_sem"] > 0 and by_model.loc["kv0p5/perturb", "e_per"] > 0
     index = json.loads((results / f"models/tiny-{family}/model_index.json").read_text())

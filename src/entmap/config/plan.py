@@ -148,6 +148,12 @@ def family_problems(config: dict[str, Any], family: Family) -> list[str]:
                     f"subjects.{name}.train.lora.train_text_encoder: text-encoder LoRA is not available for the "
                     f"{family.name} family yet; set it to false"
                 )
+    scheduler = config["generation"].get("scheduler", "ddim")
+    if scheduler != family.scheduler_key:
+        problems.append(
+            f"generation.scheduler: {scheduler!r} is not the {family.name} family's sampler; set it to "
+            f"{family.scheduler_key!r} ({family.scheduler})"
+        )
     if tea_enabled(config) and family.name != "sd1":
         problems.append(f"tea.enabled: TEA sweeps run on SD 1.x models only so far, not {family.name}; set it to false")
     for name, entry in config.get("external", {}).items():

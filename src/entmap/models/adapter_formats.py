@@ -4,10 +4,12 @@ The one place that knows what an adapter file looks like:
 
 * LoRA: diffusers/peft and kohya files, through ``pipe.lora_state_dict``/``load_lora_weights``,
   after :func:`check_lora_keys` checked every key and shape against the base;
-* Textual Inversion: diffusers ``{token: (n, d)}`` and A1111 (``emb_params``, ``string_to_param``)
-  embeddings (:func:`ti_embedding`), registered with ``pipe.load_textual_inversion``;
-* Custom Diffusion: ``unet.<layer>.weight`` for every ``attn2.to_k/to_v`` weight plus
-  ``token_embedding``, or diffusers' processor key names (``attn2.processor.to_k_custom_diffusion``),
+* Textual Inversion: diffusers ``{token: (n, d)}``, A1111 (``emb_params``, ``string_to_param``) and
+  SDXL-style ``{clip_l, clip_g}`` embeddings (:func:`ti_embeddings`), registered in each CLIP encoder
+  (:func:`entmap.models.embeddings.register_embedding`);
+* Custom Diffusion: ``{unet|transformer}.<layer>.weight`` for every weight where text meets image
+  (``attn2.to_k/to_v``; SD3 and Flux ``attn.add_k_proj/add_v_proj``) plus the modifier token's
+  embedding, or diffusers' processor key names (``attn2.processor.to_k_custom_diffusion``),
   put in place with ``load_state_dict(strict=False)`` (diffusers' ``load_attn_procs`` silently does
   nothing for this model family), unexpected keys refused.
 
@@ -24,7 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from entmap.core.checksums import update_with_file
+from entmap.models.embeddings import TokenError, register_embedding
 from entmap.models.families import family_of_pipeline
+from entmap.models.kohya import KohyaKeyError, fold_network_alphas, is_kohya, kohya_to_diffusers, lycoris_algorithm
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +42,6 @@ _LORA_SUFFIX = re.compile(
 #: diffusers' legacy attention-processor LoRA names, as ``lora_state_dict`` returns kohya files:
 #: ``attn1.processor.to_k_lora.down.weight`` is the LoRA of module ``attn1.to_k``
 _PROCESSOR_LORA = re.compile(r"\.processor\.(to_[qkv]|to_out)_lora\.(down|up)\.weight$")
-KV_PATTERN = re.compile(r"attn2\.to_[kv]\.weight$")
 _PROCESSOR_KEY = re.compile(r"attn2\.processor\.to_([kv])_custom_diffusion\.weight$")
 
 
@@ -178,24 +181,48 @@ def check_lora_keys(pipe, state_dict: dict[str, torch.Tensor], source: str) -> i
     return len(layers)
 
 
-def ti_embedding(tensors: dict[str, Any], source: str) -> tuple[str | None, torch.Tensor]:
-    """(token in the file or None, embedding (n, d)) from diffusers or A1111 embedding files."""
+def ti_embeddings(tensors: dict[str, Any], source: str, keys: tuple[str, ...]) -> tuple[str | None, dict]:
+    """(token in the file or None, {encoder key: embedding (n, d)}) of a Textual Inversion file.
+
+    ``keys`` are the family's CLIP encoder keys (``clip_l``; SDXL and SD3 ``clip_l``, ``clip_g``).
+    Reads SDXL-style ``{clip_l, clip_g}`` files, diffusers ``{token: (n, d)}`` files and A1111
+    embeddings (``emb_params`` safetensors, ``string_to_param`` .pt); a one-embedding file serves a
+    family with one CLIP encoder only.
+    """
+    if set(tensors) & {"clip_l", "clip_g"}:
+        extra = sorted(set(tensors) - set(keys))
+        if extra:
+            raise AdapterMismatchError(
+                f"{source}: holds {', '.join(extra)} but the base model's CLIP encoders are {', '.join(keys)}; "
+                "was it made for another model family?"
+            )
+        return None, {key: tensors[key] for key in keys if key in tensors}
     if "string_to_param" in tensors:  # A1111 .pt
         tensors = {"*": next(iter(tensors["string_to_param"].values()))}
     if "emb_params" in tensors:  # A1111 .safetensors
-        return None, tensors["emb_params"]
-    if len(tensors) != 1:
+        token, value = None, tensors["emb_params"]
+    elif len(tensors) != 1:
         raise AdapterMismatchError(
-            f"{source}: a Textual Inversion file holds one embedding; found keys {list(tensors)[:5]}"
+            f"{source}: a Textual Inversion file holds one embedding (or clip_l and clip_g); "
+            f"found keys {list(tensors)[:5]}"
         )
-    key, value = next(iter(tensors.items()))
-    value = value if value.ndim == 2 else value[None]
-    return (key if key != "*" else None), value
+    else:
+        token, value = next(iter(tensors.items()))
+        token = token if token != "*" else None
+    if len(keys) != 1:
+        raise AdapterMismatchError(
+            f"{source}: one embedding of width {value.shape[-1]}, but the base model has {len(keys)} CLIP text "
+            f"encoders and needs one embedding for each ({', '.join(keys)}), as SDXL embedding files hold them"
+        )
+    return token, {keys[0]: value if value.ndim == 2 else value[None]}
 
 
-def kv_parameters(unet) -> dict[str, torch.nn.Parameter]:
-    """The cross-attention key/value weights of a UNet (``attn2.to_k/to_v``), by state-dict name."""
-    return {name: p for name, p in unet.named_parameters() if KV_PATTERN.search(name)}
+def ti_file_token(path: Path, allow_pickle: bool = False) -> str | None:
+    """The token a diffusers-format Textual Inversion file names (``{token: (n, d)}``), else None."""
+    tensors = read_tensors(path, allow_pickle)
+    if len(tensors) == 1 and next(iter(tensors)) not in ("emb_params", "string_to_param", "clip_l", "clip_g", "*"):
+        return next(iter(tensors))
+    return None
 
 
 def text_kv_parameters(pipe) -> tuple[str, dict[str, torch.nn.Parameter]]:
@@ -210,20 +237,26 @@ def text_kv_parameters(pipe) -> tuple[str, dict[str, torch.nn.Parameter]]:
 
 def split_custom_diffusion(
     tensors: dict[str, torch.Tensor], pipe, source: str
-) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Map a k/v state dict (Custom Diffusion, the planted control) onto the denoiser's text k/v names.
 
     Keys are ``{unet|transformer}.<name>`` (or diffusers' Custom Diffusion processor names); shapes
-    are checked. Returns (k/v weights by denoiser state-dict name, token embedding or None).
+    are checked. The modifier token's embedding is ``token_embedding`` (one CLIP encoder) or
+    ``token_embedding.clip_l`` and ``token_embedding.clip_g`` (SDXL, SD3). Returns (k/v weights by
+    denoiser state-dict name, {encoder key: token embedding}).
     """
     denoiser, parameters = text_kv_parameters(pipe)
     expected = {name: p.shape for name, p in parameters.items()}
+    first_key = family_of_pipeline(pipe).clip_encoders[0][0]
     weights: dict[str, torch.Tensor] = {}
-    token = None
+    embeddings: dict[str, torch.Tensor] = {}
     unknown, mismatched = [], []
     for key, value in tensors.items():
         if key in ("token_embedding", "modifier_token"):
-            token = value
+            embeddings[first_key] = value
+            continue
+        if key.startswith("token_embedding."):
+            embeddings[key.removeprefix("token_embedding.")] = value
             continue
         name = key.removeprefix(f"{denoiser}.")
         name = _PROCESSOR_KEY.sub(lambda m: f"attn2.to_{m.group(1)}.weight", name)
@@ -249,20 +282,20 @@ def split_custom_diffusion(
         )
     if not weights:
         raise AdapterMismatchError(f"{source}: holds no text key/value weights of the base model's {denoiser}")
-    return weights, token
+    return weights, embeddings
 
 
 def apply_custom_diffusion(pipe, tensors: dict[str, torch.Tensor], token: str | None, source: str) -> None:
     """Apply Custom Diffusion tensors to ``pipe`` in place (k/v weights, then the modifier token)."""
-    weights, embedding = split_custom_diffusion(tensors, pipe, source)
+    weights, embeddings = split_custom_diffusion(tensors, pipe, source)
     denoiser = getattr(pipe, family_of_pipeline(pipe).denoiser)
     result = denoiser.load_state_dict({k: v.to(denoiser.dtype) for k, v in weights.items()}, strict=False)
     if result.unexpected_keys:
         raise AdapterMismatchError(f"{source}: unexpected keys {result.unexpected_keys[:5]}")
-    if embedding is not None:
+    if embeddings:
         if token is None:
             raise AdapterMismatchError(f"{source}: has a modifier token embedding but no token string was given")
-        pipe.load_textual_inversion({token: embedding.to(pipe.text_encoder.dtype)}, token=token)
+        register_embedding(pipe, token, embeddings, source)
 
 
 #: substrings of safetensors metadata values (kohya ``ss_base_model_version``, ``modelspec.architecture``)
@@ -327,6 +360,62 @@ def check_lora_has_an_effect(state_dict: dict[str, torch.Tensor], source: str) -
         )
 
 
+def lora_state_dict(pipe, path: Path, allow_pickle: bool = False) -> tuple[dict, bool]:
+    """(the LoRA's state dict in diffusers naming, whether entmap converted it from kohya names).
+
+    diffusers' ``lora_state_dict`` reads diffusers, peft and (where it can convert them) kohya
+    files, whose per-layer alphas entmap then folds into the factors
+    (:func:`entmap.models.kohya.fold_network_alphas`); kohya files of a family diffusers cannot
+    convert go through :func:`entmap.models.kohya.kohya_to_diffusers`. Converted state dicts load
+    with alpha = r. LyCORIS files are refused with their algorithm named.
+    """
+    if path.suffix != ".safetensors" and not allow_pickle:
+        raise ExternalAdapterError(f"{path}: pickle-based file refused (allow_pickle is off)")
+    raw = read_tensors(path, allow_pickle)
+    algorithm = lycoris_algorithm(raw)
+    if algorithm is not None:
+        raise ExternalAdapterError(
+            f"{path}: a LyCORIS {algorithm} file; entmap loads LoRA files (diffusers, peft, kohya, LoCon) but no "
+            "maintained loader applies LyCORIS algorithms to a diffusers model exactly; merge it into the "
+            "base model (e.g. with LyCORIS' merge script) and audit the merged checkpoint instead"
+        )
+    family = family_of_pipeline(pipe)
+    kohya = is_kohya(raw)
+    if kohya and not family.kohya_in_diffusers:
+        try:
+            return kohya_to_diffusers(raw, pipe, family.denoiser, str(path)), True
+        except KohyaKeyError as exc:
+            raise AdapterMismatchError(str(exc)) from None
+    extra = {"unet_config": pipe.unet.config} if family.denoiser == "unet" else {}  # maps original block names
+    try:
+        loaded = pipe.lora_state_dict(str(path.parent), weight_name=path.name, **extra)
+    except (ValueError, KeyError, NotImplementedError, AssertionError) as exc:
+        raise AdapterMismatchError(
+            f"{path}: diffusers cannot read it as a {family.name} LoRA ({type(exc).__name__}: {exc}); "
+            "was it made for another model family?"
+        ) from None
+    state_dict, alphas = (loaded[0], loaded[1]) if isinstance(loaded, tuple) else (loaded, None)
+    if not (kohya or alphas):
+        return state_dict, False
+    check_lora_keys(pipe, state_dict, str(path))  # before folding, so unmatched keys are named as in the file
+    try:
+        return fold_network_alphas(state_dict, alphas), True
+    except (KeyError, ValueError) as exc:
+        raise AdapterMismatchError(f"{path}: a LoRA layer without both factors ({exc})") from None
+
+
+def apply_lora(pipe, path: Path, allow_pickle: bool = False) -> int:
+    """Load a LoRA file into ``pipe`` after checking every key and shape; returns the adapted layers."""
+    state_dict, converted = lora_state_dict(pipe, path, allow_pickle)
+    layers = check_lora_keys(pipe, state_dict, str(path))
+    check_lora_has_an_effect(state_dict, str(path))
+    if converted:
+        pipe.load_lora_weights(state_dict)
+    else:
+        pipe.load_lora_weights(str(path.parent), weight_name=path.name)
+    return layers
+
+
 def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | None, allow_pickle: bool = False) -> None:
     """Apply an adapter file of ``kind`` to ``pipe`` in place with its public loader, checking its fit.
 
@@ -336,22 +425,17 @@ def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | No
     path = Path(path)
     check_family(pipe, path)
     if kind == "ti":
-        file_token, embedding = ti_embedding(read_tensors(path, allow_pickle), str(path))
-        width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
-        if embedding.shape[-1] != width:
-            raise AdapterMismatchError(f"{path}: embedding width {embedding.shape[-1]} != the text encoder's {width}")
+        keys = tuple(key for key, _, _ in family_of_pipeline(pipe).clip_encoders)
+        file_token, vectors = ti_embeddings(read_tensors(path, allow_pickle), str(path), keys)
         token = token or file_token
         if token is None:
             raise ExternalAdapterError(f"{path}: the file names no token; set `token:` in its config entry")
-        pipe.load_textual_inversion({token: embedding.to(pipe.text_encoder.dtype)}, token=token)
+        try:
+            register_embedding(pipe, token, vectors, str(path))
+        except TokenError as exc:
+            raise AdapterMismatchError(str(exc)) from None
     elif kind == "lora":
-        if path.suffix != ".safetensors" and not allow_pickle:
-            raise ExternalAdapterError(f"{path}: pickle-based file refused (allow_pickle is off)")
-        loaded = pipe.lora_state_dict(str(path.parent), weight_name=path.name)
-        state_dict = loaded[0] if isinstance(loaded, tuple) else loaded  # some families add network alphas
-        check_lora_keys(pipe, state_dict, str(path))
-        check_lora_has_an_effect(state_dict, str(path))
-        pipe.load_lora_weights(str(path.parent), weight_name=path.name)
+        apply_lora(pipe, path, allow_pickle)
     elif kind == "cd":
         apply_custom_diffusion(pipe, read_tensors(path, allow_pickle), token, str(path))
     else:

@@ -43,6 +43,8 @@ class Family:
     packed_latents: bool
     #: diffusers scheduler class used for seed-matched generation (deterministic given the latents)
     scheduler: str
+    #: its name in a config's ``generation.scheduler``
+    scheduler_key: str
     #: whether the pipeline applies classifier-free guidance with a negative prompt
     negative_prompt: bool
     #: regex over the denoiser's parameter names: the key and value projections of the text tokens
@@ -55,6 +57,11 @@ class Family:
     external_kinds: tuple[str, ...] = ("lora",)
     #: whether LoRA can also train the (first) text encoder here
     text_encoder_lora: bool = False
+    #: whether diffusers' own loader converts kohya LoRA files for this family (else entmap does)
+    kohya_in_diffusers: bool = True
+    #: the CLIP text encoders a new token can live in, as (file key, tokenizer, text encoder)
+    #: attributes: the keys are those of SDXL-style embedding files (``clip_l``, ``clip_g``)
+    clip_encoders: tuple[tuple[str, str, str], ...] = (("clip_l", "tokenizer", "text_encoder"),)
 
     def text_kv_parameters(self, denoiser) -> dict:
         """The denoiser's text-token key/value weights, by state-dict name."""
@@ -72,6 +79,7 @@ SD1 = Family(
     latent_channels=4,
     packed_latents=False,
     scheduler="DDIMScheduler",
+    scheduler_key="ddim",
     negative_prompt=True,
     text_kv=r"attn2\.to_[kv]\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
@@ -96,14 +104,21 @@ SDXL = Family(
     latent_channels=4,
     packed_latents=False,
     scheduler="DDIMScheduler",
+    scheduler_key="ddim",
     negative_prompt=True,
     text_kv=r"attn2\.to_[kv]\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
     methods={
+        "ti": "one embedding row in each CLIP text encoder (clip_l and clip_g), trained together",
         "lora": "UNet attention (to_q/k/v/out), with SDXL's text-time conditioning",
+        "cd": "every UNet cross-attention key/value projection (attn2.to_k/to_v) and a modifier token "
+        "in both text encoders",
         "perturb": "noise on attn2.to_k/to_v",
-        "external": "audited LoRA files (diffusers/peft)",
+        "external": "audited adapters: diffusers/peft and kohya LoRA, clip_l/clip_g Textual Inversion, "
+        "Custom Diffusion",
     },
+    external_kinds=("lora", "ti", "cd"),
+    clip_encoders=(("clip_l", "tokenizer", "text_encoder"), ("clip_g", "tokenizer_2", "text_encoder_2")),
 )
 
 SD3 = Family(
@@ -116,14 +131,22 @@ SD3 = Family(
     latent_channels=16,
     packed_latents=False,
     scheduler="FlowMatchEulerDiscreteScheduler",
+    scheduler_key="flow_euler",
     negative_prompt=True,
     text_kv=r"attn\.add_[kv]_proj\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
     methods={
+        "ti": "one embedding row in each CLIP text encoder (clip_l and clip_g); T5 is left alone",
         "lora": "transformer attention (to_q/k/v/out), rectified-flow loss",
+        "cd": "the joint attention's text key/value projections (attn.add_k_proj/add_v_proj, the analogue "
+        "of attn2.to_k/to_v) and a modifier token in both CLIP encoders",
         "perturb": "noise on the joint attention's text projections (attn.add_k_proj/add_v_proj)",
-        "external": "audited LoRA files (diffusers/peft)",
+        "external": "audited adapters: diffusers/peft and kohya LoRA, clip_l/clip_g Textual Inversion, "
+        "Custom Diffusion",
     },
+    external_kinds=("lora", "ti", "cd"),
+    kohya_in_diffusers=False,
+    clip_encoders=(("clip_l", "tokenizer", "text_encoder"), ("clip_g", "tokenizer_2", "text_encoder_2")),
 )
 
 FLUX = Family(
@@ -136,15 +159,20 @@ FLUX = Family(
     latent_channels=16,
     packed_latents=True,
     scheduler="FlowMatchEulerDiscreteScheduler",
+    scheduler_key="flow_euler",
     negative_prompt=False,
     text_kv=r"transformer_blocks\.\d+\.attn\.add_[kv]_proj\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
     methods={
+        "ti": "one embedding row of the CLIP text encoder (it gives Flux only its pooled vector); T5 is left alone",
         "lora": "transformer attention (to_q/k/v/out), rectified-flow loss on packed latents",
+        "cd": "the double-stream blocks' text key/value projections (attn.add_k_proj/add_v_proj) and a "
+        "modifier token in the CLIP encoder",
         "perturb": "noise on the double-stream blocks' text projections (attn.add_k_proj/add_v_proj); "
         "single-stream blocks have no text-only projection",
-        "external": "audited LoRA files (diffusers/peft)",
+        "external": "audited adapters: diffusers/peft and kohya LoRA, CLIP Textual Inversion, Custom Diffusion",
     },
+    external_kinds=("lora", "ti", "cd"),
 )
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (SD1, SDXL, SD3, FLUX)}

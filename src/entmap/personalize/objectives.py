@@ -12,8 +12,10 @@
   scheduler's shifted sigma at index u * T), z_sigma = (1 - sigma) z0 + sigma eps, target
   eps - z0, loss MSE. Flux takes its latents packed into 2x2 patch tokens with their position ids.
 
-Text conditioning of SDXL, SD3 and Flux comes from the pipeline's own ``encode_prompt`` (frozen
-text encoders); all randomness from one CPU generator, so a run repeats.
+Text conditioning of SDXL, SD3 and Flux comes from the pipeline's own ``encode_prompt``, with
+gradients when a text-encoder weight trains (Textual Inversion, Custom Diffusion's modifier token);
+all randomness from one CPU generator, so a run repeats. Build the objective after the trained
+weights are marked ``requires_grad``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ def objective_for(pipe, device: torch.device, generator: torch.Generator) -> Obj
     return _flow_objective(pipe, device, generator, family)
 
 
+def text_encoders_train(pipe) -> bool:
+    """Whether any text-encoder weight requires gradients (then prompts are encoded with them)."""
+    encoders = [getattr(pipe, name, None) for name in family_of_pipeline(pipe).text_encoders]
+    return any(p.requires_grad for encoder in encoders if encoder is not None for p in encoder.parameters())
+
+
 def vae_latents(pipe, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """z0 = (sample of VAE(x) - shift_factor) * scaling_factor in float32 (shift 0 when the VAE has none)."""
     with torch.no_grad():
@@ -65,10 +73,11 @@ def _sdxl_objective(pipe, device: torch.device, generator: torch.Generator) -> O
     from diffusers import DDPMScheduler
 
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    text_trains = text_encoders_train(pipe)
 
     def loss(pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
         pixels = pixels.to(device)
-        with torch.no_grad():
+        with torch.set_grad_enabled(text_trains):
             embeds, _, pooled, _ = pipe.encode_prompt(captions, device=device, do_classifier_free_guidance=False)
         latents = vae_latents(pipe, pixels, generator)
         noise = torch.randn(latents.shape, generator=generator).to(device)
@@ -97,10 +106,11 @@ def _flow_objective(pipe, device: torch.device, generator: torch.Generator, fami
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
     train_sigmas = scheduler.sigmas[:-1].clone()  # the shifted training sigmas, high to low
     steps = len(train_sigmas)
+    text_trains = text_encoders_train(pipe)
 
     def loss(pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
         pixels = pixels.to(device)
-        with torch.no_grad():
+        with torch.set_grad_enabled(text_trains):
             if family == "sd3":
                 embeds, _, pooled, _ = pipe.encode_prompt(
                     captions, captions, captions, device=device, do_classifier_free_guidance=False

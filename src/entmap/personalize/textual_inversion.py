@@ -1,14 +1,14 @@
 """Textual Inversion (Gal et al. 2022) as in the diffusers reference script.
 
-One new token ``<s>`` is added to the tokenizer, its embedding row is
-initialized from the class word's row, and only that row is optimized with
-the denoising loss on captions such as "a photo of a <s>". After every
-optimizer step all other rows are restored to their original values (AdamW's
-weight decay would otherwise move them), so the text encoder differs from
-the base in exactly one row. The result is saved as ``{token: (1, d)}`` in
-safetensors, the format ``pipe.load_textual_inversion`` reads; the embedding
-is also kept every ``save_every`` steps (the trajectory) for the
-semantic-collapse diagnostics.
+One new token ``<s>`` is added to the tokenizer of every CLIP text encoder of the family (SDXL
+and SD3 have two, SD 1.x and Flux one; T5 is left alone), its embedding row is initialized from
+the class word's row, and only those rows are optimized with the family's training loss
+(:mod:`entmap.personalize.objectives`) on captions such as "a photo of a <s>". After every
+optimizer step all other rows are restored to their original values (AdamW's weight decay would
+otherwise move them), so each text encoder differs from the base in exactly one row. The result is
+saved as ``{token: (1, d)}`` (one encoder) or ``{clip_l, clip_g}`` (SDXL's embedding format) in
+safetensors; the first encoder's embedding is also kept every ``save_every`` steps (the
+trajectory) for the semantic-collapse diagnostics.
 
 Explained in docs/methods.md.
 """
@@ -24,53 +24,30 @@ import torch
 from PIL import Image
 
 from entmap.core.atomic import atomic_path
+from entmap.models.embeddings import add_placeholder_token, clip_encoders
 from entmap.personalize.captions import ReferenceBatches
-from entmap.personalize.training_loop import FrozenRows, TrainLog, denoising_loss, encode_captions, freeze, optimize
+from entmap.personalize.objectives import objective_for
+from entmap.personalize.training_loop import FrozenRows, TrainLog, freeze, optimize
 
 TRAJECTORY_FILE = "trajectory.safetensors"
-
-
-class TokenError(ValueError):
-    """The placeholder token or the class word cannot be used."""
 
 
 @dataclass
 class TextualInversionResult:
     token: str
+    #: the new token's id and its initializer's in the first CLIP encoder (the one SD 1.x has)
     token_id: int
     init_token_id: int
-    embedding: torch.Tensor  # (d,)
+    #: the learnt embedding, {encoder key: (d,)}: ``clip_l`` (and ``clip_g`` for SDXL and SD3)
+    embeddings: dict[str, torch.Tensor]
     trajectory_steps: list[int]
-    trajectory: torch.Tensor  # (n_saves, d), step 0 included
+    trajectory: torch.Tensor  # (n_saves, d) in the first CLIP encoder, step 0 included
     log: TrainLog
 
-
-def single_token_id(tokenizer, word: str) -> int:
-    """The id of ``word`` if the tokenizer encodes it as exactly one token."""
-    ids = tokenizer.encode(word, add_special_tokens=False)
-    if len(ids) != 1:
-        raise TokenError(
-            f"word {word!r} is {len(ids)} tokens {ids}; a new token is initialized from "
-            "a single token: choose a one-token word (e.g. 'face', 'toy', 'painting')"
-        )
-    return ids[0]
-
-
-def add_placeholder_token(pipe, token: str, init_word: str) -> tuple[int, int]:
-    """Add ``token`` to the tokenizer and give it the embedding of ``init_word``.
-
-    Returns (token id, initializer id). ``mean_resizing=False`` keeps the
-    global RNG untouched; the new row is then overwritten anyway.
-    """
-    init_id = single_token_id(pipe.tokenizer, init_word)
-    if pipe.tokenizer.add_tokens(token) != 1:
-        raise TokenError(f"token {token!r} already exists in the tokenizer; pick another token")
-    token_id = pipe.tokenizer.convert_tokens_to_ids(token)
-    pipe.text_encoder.resize_token_embeddings(len(pipe.tokenizer), mean_resizing=False)
-    with torch.no_grad():
-        weights = pipe.text_encoder.get_input_embeddings().weight
-        weights[token_id] = weights[init_id].clone()
-    return token_id, init_id
+    @property
+    def embedding(self) -> torch.Tensor:
+        """The learnt embedding in the first CLIP encoder, (d,)."""
+        return next(iter(self.embeddings.values()))
 
 
 def train_textual_inversion(
@@ -82,16 +59,16 @@ def train_textual_inversion(
     settings: dict[str, Any],
     device: torch.device,
 ) -> TextualInversionResult:
-    """Train one token embedding in ``pipe`` (float32, modified in place); return it and its log."""
-    from diffusers import DDPMScheduler
-
-    token_id, init_id = add_placeholder_token(pipe, token, class_word)
+    """Train one token embedding per CLIP encoder in ``pipe`` (float32, in place); return it and its log."""
+    ids = add_placeholder_token(pipe, token, class_word)
     freeze(pipe)
-    embeddings = pipe.text_encoder.get_input_embeddings()
-    embeddings.weight.requires_grad_(True)
-    frozen = FrozenRows(embeddings, token_id)
-    pipe.text_encoder.train()
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    tables = {key: encoder.get_input_embeddings() for key, _, encoder in clip_encoders(pipe)}
+    frozen = [FrozenRows(tables[key], ids[key][0]) for key in tables]
+    for key, _, encoder in clip_encoders(pipe):
+        tables[key].weight.requires_grad_(True)
+        encoder.train()
+    first = next(iter(tables))
+    token_id, init_id = ids[first]
     batches = ReferenceBatches(
         images,
         token,
@@ -102,35 +79,37 @@ def train_textual_inversion(
         seed=settings.get("seed", 0),
     )
     generator = torch.Generator().manual_seed(settings.get("seed", 0) + 1)
+    objective = objective_for(pipe, device, generator)
     save_every = settings.get("save_every", 500)
-    steps, trajectory = [0], [frozen.original[token_id].clone()]
+    steps, trajectory = [0], [frozen[0].original[token_id].clone()]
 
     def compute_loss() -> torch.Tensor:
         pixels, captions = batches.sample(settings["batch_size"])
-        hidden = encode_captions(pipe, captions, device)
-        return denoising_loss(pipe, noise_scheduler, pixels.to(device), hidden, generator)
+        return objective(pixels, captions)
 
     def after_step(step: int) -> None:
-        frozen.restore()
+        for rows in frozen:
+            rows.restore()
         if step % save_every == 0 or step == settings["steps"]:
             steps.append(step)
-            trajectory.append(embeddings.weight[token_id].detach().clone())
+            trajectory.append(tables[first].weight[token_id].detach().clone())
 
     log = optimize(
-        [{"params": [embeddings.weight]}],
+        [{"params": [table.weight for table in tables.values()]}],
         settings,
         device,
         compute_loss,
         after_step,
         f"textual inversion {token}",
     )
-    pipe.text_encoder.eval()
-    embeddings.weight.requires_grad_(False)
+    for key, _, encoder in clip_encoders(pipe):
+        encoder.eval()
+        tables[key].weight.requires_grad_(False)
     return TextualInversionResult(
         token=token,
         token_id=token_id,
         init_token_id=init_id,
-        embedding=embeddings.weight[token_id].detach().cpu().clone(),
+        embeddings={key: table.weight[ids[key][0]].detach().cpu().clone() for key, table in tables.items()},
         trajectory_steps=steps,
         trajectory=torch.stack(trajectory).cpu(),
         log=log,
@@ -138,12 +117,20 @@ def train_textual_inversion(
 
 
 def save_textual_inversion(result: TextualInversionResult, out_dir: str | os.PathLike[str]) -> None:
-    """Write adapter.safetensors ({token: (1, d)}) and trajectory.safetensors atomically."""
+    """Write adapter.safetensors and trajectory.safetensors atomically.
+
+    One CLIP encoder: ``{token: (1, d)}`` (diffusers' format); two: ``{clip_l: (1, d), clip_g: (1, d')}``
+    (the SDXL embedding format), the token then named in meta.json.
+    """
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
+    if len(result.embeddings) == 1:
+        tensors = {result.token: result.embedding[None].contiguous()}
+    else:
+        tensors = {key: value[None].contiguous() for key, value in result.embeddings.items()}
     with atomic_path(out_dir / "adapter.safetensors") as tmp:
-        save_file({result.token: result.embedding[None].contiguous()}, str(tmp))
+        save_file(tensors, str(tmp))
     with atomic_path(out_dir / TRAJECTORY_FILE) as tmp:
         save_file(
             {

@@ -61,7 +61,7 @@ def train_adapter(
         extra["instance_prompt"] = result.instance_prompt
     elif method == "cd":
         result = train_custom_diffusion(pipe, images, class_images, token, class_word, settings, torch_device)
-        save_custom_diffusion(pipe, result.token_id, out_dir / ADAPTER_FILE)
+        save_custom_diffusion(pipe, result.token_ids, out_dir / ADAPTER_FILE)
         extra["instance_prompt"] = result.instance_prompt
     else:
         raise ValueError(f"unknown method {method!r}; use ti, lora or cd")
