@@ -204,3 +204,26 @@ def test_textual_inversion_files_of_one_vector_render_the_same_images(tiny_famil
     some = next(iter(rendered.values()))
     assert np.array_equal(some[0], pixels(base)[0])  # a prompt without the token: the base bytes
     assert not np.array_equal(some[1], pixels(base)[1])  # with it: changed
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "flux"])
+def test_lora_on_the_clip_encoders_trains_saves_and_reloads_to_the_same_images(tiny_family_dir, family, tmp_path):
+    from PIL import Image
+
+    from entmap.personalize.lora import train_lora
+
+    folder = str(tiny_family_dir / family)
+    pipe = load_pipeline(folder, CPU, torch.float32)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
+    settings = {"steps": 2, "learning_rate": 5e-2, "batch_size": 1, "resolution": 64, "rank": 2, "alpha": 4}
+    train_lora(pipe, images, None, "sks", "painting", dict(settings, train_text_encoder=True, seed=0), CPU)
+    save_lora(pipe, tmp_path / "lora.safetensors")
+    keys = load_file(str(tmp_path / "lora.safetensors"))
+    encoders = [enc for _, _, enc in FAMILIES[family].clip_encoders]
+    assert {k.split(".")[0] for k in keys} == {FAMILIES[family].denoiser, *encoders}
+    fresh = load_pipeline(folder, CPU, torch.float32)
+    apply_adapter(fresh, "lora", tmp_path / "lora.safetensors", None)
+    jobs = [("a photo of sks painting", 0)]
+    assert same(pixels(fresh, jobs), pixels(pipe, jobs))
+    assert not same(pixels(fresh, jobs), pixels(load_pipeline(folder, CPU, torch.float32), jobs))

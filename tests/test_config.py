@@ -189,12 +189,12 @@ def test_methods_a_family_does_not_support_yet_are_refused_by_name(tiny_config, 
         "someone_lora/external",
         *(f"kv{s}/perturb" for s in ("0", "0p05", "0p2", "0p5")),
     )
-    sdxl["subjects"]["bands1"]["train"] = {"lora": {"train_text_encoder": True}}
+    sdxl["tea"] = dict(copy.deepcopy(tiny_config["tea"]), enabled=True)
     sdxl["external"]["someone_lora"]["kind"] = "checkpoint"
     sdxl["generation"]["scheduler"] = "flow_euler"
     with pytest.raises(ConfigError) as info:
         load_plan(sdxl, SCHEMA)
     message = str(info.value)
-    assert "subjects.bands1.train.lora.train_text_encoder" in message
+    assert "tea.enabled: TEA sweeps run on SD 1.x models only so far, not sdxl" in message
     assert "external.someone_lora.kind: 'checkpoint' adapters cannot be audited on the sdxl family" in message
     assert "generation.scheduler: 'flow_euler' is not the sdxl family's sampler; set it to 'ddim'" in message

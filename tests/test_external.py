@@ -237,3 +237,10 @@ def test_a_textual_inversion_files_own_token_is_probed(tiny_dir, tmp_path):
     spec = {"kind": "ti", "path": str(tmp_path / "emb.safetensors"), "category": "style"}
     meta = audit_external(str(tiny_dir / "tiny-sd"), "emb", spec, tmp_path / "meta.json", GENERATION)
     assert meta["token"] == "<their-token>" and meta["probe_prompt"] == "a photo of <their-token>"
+
+
+def test_a_single_file_checkpoint_is_refused_with_the_conversion_named(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path))
+    with pytest.raises(ExternalAdapterError, match=r"model\.safetensors is a single-file checkpoint.*from_single_file"):
+        check_source("merged", {"kind": "checkpoint", "path": str(path), "category": "style"})

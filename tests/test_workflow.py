@@ -278,15 +278,17 @@ def test_sigkill_midway_then_rerun_completes_with_whole_outputs(tmp_path, finish
     assert (workdir / "results/report.html").is_file()
 
 
-def test_paper_config_schedules_all_45_models(tmp_path, tiny_config):
-    """configs/paper.yaml with its reference folders filled (here by synthetic images)."""
+@pytest.mark.parametrize("study", ["paper", "sdxl", "sd3", "flux"])
+def test_study_configs_schedule_all_45_models(tmp_path, tiny_config, study):
+    """configs/{paper,sdxl,sd3,flux}.yaml (hub ids, nothing downloaded) with their reference folders
+    filled (here by synthetic placeholder images): the whole DAG prints."""
     from entmap.inputs.references import make_synthetic_references
 
     workdir = make_workdir(tmp_path, tiny_config)
-    paper = yaml.safe_load((workdir / "configs/paper.yaml").read_text())
+    paper = yaml.safe_load((workdir / f"configs/{study}.yaml").read_text())
     for subject in paper["subjects"].values():
         make_synthetic_references(workdir / subject["references"], subject["category"], count=3)
-    jobs = dry_run_jobs(workdir, "--configfile", "configs/paper.yaml")
+    jobs = dry_run_jobs(workdir, "--configfile", f"configs/{study}.yaml")
     trained = {
         re.search(r"results/adapters/([^/]+/[^/]+)/", out).group(1)
         for rule, out in jobs

@@ -142,12 +142,6 @@ def family_problems(config: dict[str, Any], family: Family) -> list[str]:
                     f"subjects.{name}.methods: {method!r} is not available for the {family.name} family of "
                     f"base.model (available: {', '.join(available)})"
                 )
-            text_encoder_lora = method == "lora" and method_settings(config, name, "lora").get("train_text_encoder")
-            if text_encoder_lora and not family.text_encoder_lora:
-                problems.append(
-                    f"subjects.{name}.train.lora.train_text_encoder: text-encoder LoRA is not available for the "
-                    f"{family.name} family yet; set it to false"
-                )
     scheduler = config["generation"].get("scheduler", "ddim")
     if scheduler != family.scheduler_key:
         problems.append(

@@ -68,6 +68,12 @@ def check_source(name: str, spec: dict[str, Any]) -> None:
     if not path.exists():
         raise ExternalAdapterError(f"{where}.path: {path} does not exist")
     if spec["kind"] == "checkpoint":
+        if path.is_file() and path.suffix in (".safetensors", ".ckpt"):
+            raise ExternalAdapterError(
+                f"{where}.path: {path} is a single-file checkpoint, which entmap does not read yet; convert it "
+                "once with diffusers (`StableDiffusionPipeline.from_single_file(path).save_pretrained(folder)`) "
+                "and point the path at that folder"
+            )
         if not (path / "model_index.json").is_file():
             raise ExternalAdapterError(f"{where}.path: {path} is not a diffusers pipeline folder (no model_index.json)")
     elif not path.is_file():
@@ -375,7 +381,7 @@ def lora_state_dict(pipe, path: Path, allow_pickle: bool = False) -> tuple[dict,
     algorithm = lycoris_algorithm(raw)
     if algorithm is not None:
         raise ExternalAdapterError(
-            f"{path}: a LyCORIS {algorithm} file; entmap loads LoRA files (diffusers, peft, kohya, LoCon) but no "
+            f"{path}: a LyCORIS {algorithm} file; entmap loads LoRA files (diffusers, peft, kohya) but no "
             "maintained loader applies LyCORIS algorithms to a diffusers model exactly; merge it into the "
             "base model (e.g. with LyCORIS' merge script) and audit the merged checkpoint instead"
         )

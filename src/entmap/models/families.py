@@ -55,8 +55,6 @@ class Family:
     methods: dict[str, str] = field(default_factory=dict)
     #: adapter kinds an ``external`` entry may have on this family
     external_kinds: tuple[str, ...] = ("lora",)
-    #: whether LoRA can also train the (first) text encoder here
-    text_encoder_lora: bool = False
     #: whether diffusers' own loader converts kohya LoRA files for this family (else entmap does)
     kohya_in_diffusers: bool = True
     #: the CLIP text encoders a new token can live in, as (file key, tokenizer, text encoder)
@@ -91,7 +89,6 @@ SD1 = Family(
         "external": "audited adapters: diffusers/peft and kohya LoRA, Textual Inversion, Custom Diffusion, checkpoints",
     },
     external_kinds=("lora", "ti", "cd", "checkpoint"),
-    text_encoder_lora=True,
 )
 
 SDXL = Family(
@@ -110,7 +107,7 @@ SDXL = Family(
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
     methods={
         "ti": "one embedding row in each CLIP text encoder (clip_l and clip_g), trained together",
-        "lora": "UNet attention (to_q/k/v/out), with SDXL's text-time conditioning",
+        "lora": "UNet attention (to_q/k/v/out), with SDXL's text-time conditioning; both CLIP encoders optionally",
         "cd": "every UNet cross-attention key/value projection (attn2.to_k/to_v) and a modifier token "
         "in both text encoders",
         "perturb": "noise on attn2.to_k/to_v",
@@ -137,7 +134,7 @@ SD3 = Family(
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
     methods={
         "ti": "one embedding row in each CLIP text encoder (clip_l and clip_g); T5 is left alone",
-        "lora": "transformer attention (to_q/k/v/out), rectified-flow loss",
+        "lora": "transformer attention (to_q/k/v/out), rectified-flow loss; both CLIP encoders optionally",
         "cd": "the joint attention's text key/value projections (attn.add_k_proj/add_v_proj, the analogue "
         "of attn2.to_k/to_v) and a modifier token in both CLIP encoders",
         "perturb": "noise on the joint attention's text projections (attn.add_k_proj/add_v_proj)",
@@ -165,7 +162,8 @@ FLUX = Family(
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
     methods={
         "ti": "one embedding row of the CLIP text encoder (it gives Flux only its pooled vector); T5 is left alone",
-        "lora": "transformer attention (to_q/k/v/out), rectified-flow loss on packed latents",
+        "lora": "transformer attention (to_q/k/v/out), rectified-flow loss on packed latents; the CLIP "
+        "encoder optionally",
         "cd": "the double-stream blocks' text key/value projections (attn.add_k_proj/add_v_proj) and a "
         "modifier token in the CLIP encoder",
         "perturb": "noise on the double-stream blocks' text projections (attn.add_k_proj/add_v_proj); "

@@ -200,11 +200,14 @@ def end_training(pipe, settings: dict[str, Any]) -> None:
     """Back to inference: eval mode, gradient checkpointing off."""
     denoiser = denoiser_of(pipe)
     denoiser.eval()
-    pipe.text_encoder.eval()
+    encoders = [getattr(pipe, name) for name in family_of_pipeline(pipe).text_encoders if getattr(pipe, name, None)]
+    for encoder in encoders:
+        encoder.eval()
     if settings.get("gradient_checkpointing", False):
         denoiser.disable_gradient_checkpointing()
-        if getattr(pipe.text_encoder, "is_gradient_checkpointing", False):
-            pipe.text_encoder.gradient_checkpointing_disable()
+        for encoder in encoders:
+            if getattr(encoder, "is_gradient_checkpointing", False):
+                encoder.gradient_checkpointing_disable()
 
 
 class FrozenRows:
