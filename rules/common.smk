@@ -74,6 +74,12 @@ def adapter_inputs(wildcards):
     return [f"{folder}/meta.json", f"{folder}/adapter.safetensors"]
 
 
+def external_source_input(wildcards):
+    """An external adapter's file or folder; nothing for a Hub id (the audit job downloads it)."""
+    path = config["external"][wildcards.subject]["path"]
+    return [] if entmap_config.is_hub_source(path) else path
+
+
 def reference_dir(wildcards):
     refs = config["subjects"][wildcards.subject]["references"]
     return refs if isinstance(refs, str) else f"results/references/{wildcards.subject}"

@@ -74,7 +74,7 @@ rule class_images:
 rule audit_external:
     input:
         base=base_model_input,
-        source=lambda wildcards: config["external"][wildcards.subject]["path"],
+        source=external_source_input,
     output:
         meta="results/adapters/{subject}/external/meta.json",
     log:

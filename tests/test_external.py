@@ -244,3 +244,19 @@ def test_a_single_file_checkpoint_is_refused_with_the_conversion_named(tmp_path)
     save_file({"x": torch.zeros(1)}, str(path))
     with pytest.raises(ExternalAdapterError, match=r"model\.safetensors is a single-file checkpoint.*from_single_file"):
         check_source("merged", {"kind": "checkpoint", "path": str(path), "category": "style"})
+
+
+def test_a_hub_id_is_downloaded_only_when_the_hub_is_online(monkeypatch, tmp_path):
+    from entmap.models.adapter_formats import is_hub_id
+
+    assert is_hub_id("someone/their-lora") and is_hub_id("someone/their-lora/pytorch_lora_weights.safetensors")
+    assert not is_hub_id("data/adapters/mine.safetensors") and not is_hub_id("results/examples/x.safetensors")
+    assert not is_hub_id("/abs/path.safetensors") and not is_hub_id("mine.safetensors")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = {"kind": "lora", "path": "someone/their-lora", "category": "style"}
+    with pytest.raises(
+        ExternalAdapterError, match=r"someone/their-lora does not exist; as a Hub id .*HF_HUB_OFFLINE=0"
+    ):
+        check_source("theirs", spec)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    check_source("theirs", spec)  # left to the audit job, which downloads it

@@ -21,7 +21,7 @@ from entmap.config.validation import ConfigError, validate_config
 from entmap.core.vocabulary import CONTROL_CATEGORY, TEA_METHODS
 from entmap.inputs.prompt_suites import Shard, load_context_prompts, load_prompts, make_shards, select_prompts
 from entmap.inputs.references import check_reference_folder
-from entmap.models.adapter_formats import check_source
+from entmap.models.adapter_formats import check_source, is_hub_id
 from entmap.models.families import FAMILIES, Family, FamilyError, family_of
 
 #: Where derived artefacts of tiny models live (outputs of build_tiny_base).
@@ -234,6 +234,11 @@ def class_image_counts(config: dict[str, Any]) -> dict[str, int]:
 def class_slug(class_word: str) -> str:
     """A file-name-safe name of a class word ("stuffed animal" -> "stuffed-animal")."""
     return re.sub(r"[^a-z0-9]+", "-", class_word.lower()).strip("-") or "class"
+
+
+def is_hub_source(path: str) -> bool:
+    """Whether an external adapter's path is a Hub id (not a local file, nor an output of this workflow)."""
+    return not _produced_by_workflow(path) and is_hub_id(path)
 
 
 def _produced_by_workflow(path: str) -> bool:

@@ -25,6 +25,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from huggingface_hub import hf_hub_download, list_repo_files
+
 from entmap.core.checksums import update_with_file
 from entmap.models.embeddings import TokenError, register_embedding
 from entmap.models.families import family_of_pipeline
@@ -66,7 +68,14 @@ def check_source(name: str, spec: dict[str, Any]) -> None:
     path = Path(spec["path"])
     where = f"external.{name}"
     if not path.exists():
-        raise ExternalAdapterError(f"{where}.path: {path} does not exist")
+        if is_hub_id(spec["path"]) and hub_online():
+            return  # downloaded by the audit job
+        hint = (
+            "; as a Hub id (owner/name or owner/name/file) it is downloaded only with HF_HUB_OFFLINE=0"
+            if is_hub_id(spec["path"])
+            else ""
+        )
+        raise ExternalAdapterError(f"{where}.path: {path} does not exist{hint}")
     if spec["kind"] == "checkpoint":
         if path.is_file() and path.suffix in (".safetensors", ".ckpt"):
             raise ExternalAdapterError(
@@ -85,6 +94,40 @@ def check_source(name: str, spec: dict[str, Any]) -> None:
                     f"{file}: pickle-based weights can run arbitrary code when loaded; convert them to "
                     f"safetensors, or opt in with `{where}.allow_pickle: true` if you trust the file"
                 )
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w./-]+)?$")
+
+
+def is_hub_id(path: str) -> bool:
+    """Whether ``path`` reads as a Hub id (``owner/name`` or ``owner/name/file``) rather than a local path."""
+    return bool(_HUB_ID.match(path)) and not Path(path).exists() and Path(path).parts[0] not in ("results", "data")
+
+
+def hub_online() -> bool:
+    """Whether huggingface_hub may download (``HF_HUB_OFFLINE`` unset or 0)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("0", "false", "no", "")
+
+
+def resolve_source(path: str) -> str:
+    """A local path for an adapter: ``path`` itself, or the downloaded file of a Hub id.
+
+    ``owner/name/file`` downloads that file; ``owner/name`` the repository's only .safetensors file
+    (a repository with several must name one).
+    """
+    if Path(path).exists() or not is_hub_id(path):
+        return path
+    parts = path.split("/")
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    if not filename:
+        weights = [f for f in list_repo_files(repo) if f.endswith(".safetensors")]
+        if len(weights) != 1:
+            raise ExternalAdapterError(
+                f"{path}: the Hub repository holds {len(weights)} .safetensors files {weights[:5]}; name one as "
+                f"{repo}/<file>"
+            )
+        filename = weights[0]
+    return hf_hub_download(repo, filename)
 
 
 def _has_safetensors_twin(file: Path) -> bool:

@@ -1,6 +1,7 @@
 """Audit mode: adapters someone else trained, checked before they become models of the map.
 
-A config entry under ``external`` names a file or folder and its kind:
+A config entry under ``external`` names a file, a folder or a Hub id (``owner/name[/file]``,
+downloaded only when ``HF_HUB_OFFLINE=0``) and its kind:
 
 * ``lora``: a diffusers/peft or kohya LoRA file (``pipe.load_lora_weights``);
 * ``ti``: a Textual Inversion embedding (``pipe.load_textual_inversion``);
@@ -31,6 +32,8 @@ from entmap.models.adapter_formats import (
     apply_adapter,
     check_source,
     file_metadata,
+    is_hub_id,
+    resolve_source,
     sha256,
     ti_file_token,
 )
@@ -108,6 +111,8 @@ def audit_external(
     with the ``generation`` settings); write its meta.json."""
 
     check_source(name, spec)
+    hub_id = spec["path"] if is_hub_id(spec["path"]) else None
+    spec = dict(spec, path=resolve_source(spec["path"]))
     allow_pickle = spec.get("allow_pickle", False)
     import torch
 
@@ -126,6 +131,7 @@ def audit_external(
         "method": "external",
         "kind": spec["kind"],
         "source": str(spec["path"]),
+        "hub_id": hub_id,
         "sha256": sha256(spec["path"]),
         "token": trigger,
         "probe_prompt": prompt,
