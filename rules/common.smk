@@ -14,12 +14,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [ENTMAP_SRC, os.environ.get("PYTHONPATH")])))
 
 from entmap.config import plan as entmap_config  # noqa: E402
+from entmap.config.validation import load_config_file  # noqa: E402
 from entmap.core import vocabulary  # noqa: E402
 from entmap.core.code_graph import code_hash  # noqa: E402
 from entmap.toymodels.training_config import load_training_config  # noqa: E402
 
 SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 try:
+    for path in workflow.configfiles:  # duplicate keys (which YAML drops silently), named by file and line
+        load_config_file(path)
     PLAN = entmap_config.load_plan(config, SCHEMA)
 except ValueError as exc:
     raise WorkflowError(f"entmap: {exc}") from None

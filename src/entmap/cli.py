@@ -1,6 +1,8 @@
 """Command line (``entmap ...`` or ``python -m entmap ...``).
 
 * ``entmap verify-archive FOLDER``: recompute the checksums of an unpacked run archive.
+* ``entmap check-config CONFIG...``: check study config files as the workflow would, naming the
+  file and line of a YAML syntax error or a key given twice (Snakemake's own message names neither).
 * ``entmap toyworld-eval``: the toy world's quality table (generated images and scorer).
 """
 
@@ -26,6 +28,36 @@ def verify_archive_command(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.folder}: every checksum matches")
     return 0
+
+
+def check_config_command(args: argparse.Namespace) -> int:
+    """Merge the files in order (as ``--configfile`` does), validate, plan; print the problems or the plan."""
+    from entmap.config.plan import load_plan
+    from entmap.config.validation import ConfigError, load_config_file
+
+    config: dict = {}
+    try:
+        for path in args.configs:
+            loaded = load_config_file(path)
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(loaded).__name__}")
+            config = _merged(config, loaded)
+        plan = load_plan(config, args.schema)
+    except ValueError as error:
+        print(f"entmap check-config: {error}", file=sys.stderr)
+        return 1
+    print(f"{', '.join(args.configs)}: valid; {len(plan.models)} models, {len(plan.shard_names)} prompt shards")
+    return 0
+
+
+def _merged(base: dict, update: dict) -> dict:
+    """Snakemake's config merge: nested mappings merged key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = (
+            _merged(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
 
 
 def toyworld_eval_command(args: argparse.Namespace) -> int:
@@ -61,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify-archive", help="recompute the checksums of an unpacked run archive")
     verify.add_argument("folder", help="the unpacked archive's top folder (holds MANIFEST.sha256)")
     verify.set_defaults(run=verify_archive_command)
+    check = commands.add_parser("check-config", help="check study config files (run from the repository root)")
+    check.add_argument("configs", nargs="+", help="config files, merged in order as --configfile does")
+    check.add_argument("--schema", default="schemas/config.schema.yaml", help="the config schema")
+    check.set_defaults(run=check_config_command)
     from entmap.toymodels.evaluate import DDIM_STEPS, GUIDANCE, PER_SPLIT, SEEDS
 
     toy = commands.add_parser("toyworld-eval", help="quality table of the toy world's text-to-image model and scorer")

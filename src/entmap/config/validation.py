@@ -14,6 +14,45 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the key or file and the fix."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{self.name}:{line}: key {key!r} is given twice (first on line {seen[key]}); YAML would keep "
+                    "only the last block silently: merge the two or rename one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_config_file(path: str | os.PathLike[str]) -> Any:
+    """Parse a YAML config file strictly: syntax errors and duplicate keys name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = exc.problem or exc.context
+        raise ConfigError(f"{where}: YAML syntax error: {problem}; check the indentation and brackets there") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
+    finally:
+        loader.dispose()
+
+
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> None:
     """Validate ``config`` against the JSON schema; raise ConfigError listing every problem.
 
@@ -33,9 +72,21 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike[str])
         raise ConfigError(f"invalid configuration (see {schema_path}):\n" + "\n".join(lines))
 
 
+def _strict_integer(checker, instance) -> bool:
+    """JSON Schema counts 4.0 as an integer; Python's range() does not: only real ints are."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: Draft 2020-12 whose "integer" excludes floats such as 4.0 (which would crash range() later)
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
+
+
 def schema_errors(schema: dict[str, Any], instance: Any, prefix: str) -> list[str]:
     """One line per JSON-schema violation of ``instance``, naming the dotted key."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = StrictValidator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     return [
         f"  config key {'.'.join(filter(None, [prefix, *map(str, e.absolute_path)])) or '(top level)'}: "
@@ -48,4 +99,6 @@ def _short_message(error: jsonschema.ValidationError) -> str:
     if error.validator == "oneOf" and error.context:
         best = min(error.context, key=lambda e: len(e.message))
         return best.message
+    if error.validator == "type" and isinstance(error.instance, float) and "integer" in str(error.validator_value):
+        return f"{error.instance!r} is not an integer; write it without a decimal point ({int(error.instance)})"
     return error.message

@@ -7,6 +7,7 @@ unique, categories come from a fixed list, texts are non-empty and unique.
 from __future__ import annotations
 
 import csv
+import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def load_prompts(path: str | os.PathLike[str], categories: tuple[str, ...] | Non
     if not path.is_file():
         raise PromptSuiteError(f"{path}: prompt suite not found; set prompts.suite to a TSV file")
     try:
-        raw = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes().decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
     except UnicodeDecodeError as exc:
         raise PromptSuiteError(f"{path}: not UTF-8 (byte {exc.start}); re-save the file as UTF-8") from exc
     rows = list(csv.reader(raw.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
@@ -75,7 +76,28 @@ def load_prompts(path: str | os.PathLike[str], categories: tuple[str, ...] | Non
         records.append((pid, category, text))
     if not records:
         raise PromptSuiteError(f"{path}: no prompts")
-    return pd.DataFrame(records, columns=COLUMNS)
+    frame = pd.DataFrame(records, columns=COLUMNS)
+    check_category_spelling(frame, path, seen_ids)
+    return frame
+
+
+def check_category_spelling(frame: pd.DataFrame, path: Path, lines: dict[str, int]) -> None:
+    """Refuse a category that is a near-miss of a more frequent one ('objetcs' beside 'objects').
+
+    A suite defines its own categories, so a typo would otherwise silently become a category of its
+    own; a name of about the same length (one character more or less) within similarity 0.8
+    (difflib's ratio) of a category with more prompts is taken for one.
+    """
+    counts = frame["category"].value_counts()
+    for category, count in counts.items():
+        bigger = [c for c, n in counts.items() if n > count and abs(len(c) - len(category)) <= 1]
+        close = difflib.get_close_matches(category, bigger, n=1, cutoff=0.8)
+        if close:
+            first = lines[frame.loc[frame["category"] == category, "id"].iloc[0]]
+            raise PromptSuiteError(
+                f"{path}:{first}: category {category!r} ({count} prompts) looks like a misspelling of "
+                f"{close[0]!r} ({counts[close[0]]} prompts); correct it, or rename it if it is meant to differ"
+            )
 
 
 def select_prompts(prompts: pd.DataFrame, per_category: int | None) -> pd.DataFrame:

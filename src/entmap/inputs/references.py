@@ -40,6 +40,11 @@ def reference_files(folder: str | os.PathLike[str]) -> list[Path]:
 def check_reference_folder(folder: str | os.PathLike[str]) -> list[Path]:
     """Check every image of a reference folder; return the files or raise ReferenceError."""
     folder = Path(folder)
+    if folder.is_file():
+        raise ReferenceError(
+            f"references: {folder} is a file; point it at a folder holding at least {MIN_IMAGES} images of the "
+            "subject (or use `references: {synthetic: face|object|style}`)"
+        )
     if not folder.is_dir():
         raise ReferenceError(
             f"reference folder {folder} does not exist; create it with at least {MIN_IMAGES} "
@@ -60,6 +65,10 @@ def check_reference_folder(folder: str | os.PathLike[str]) -> list[Path]:
             with Image.open(path) as image:
                 image.load()
                 width, height = image.size
+        except Image.DecompressionBombError as exc:
+            raise ReferenceError(
+                f"{path}: {exc}; this is larger than any reference image needs: downscale it (e.g. to 1024 px)"
+            ) from None
         except (UnidentifiedImageError, OSError) as exc:
             raise ReferenceError(f"{path}: not a decodable image ({exc}); replace or remove it") from exc
         if min(width, height) < MIN_SIDE:

@@ -148,14 +148,46 @@ def sha256(path: str | os.PathLike[str]) -> str:
 def read_tensors(path: Path, allow_pickle: bool) -> dict[str, Any]:
     """Read a weights file: safetensors always, pickle only when allowed (weights_only)."""
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ExternalAdapterError(
+                f"{path}: not a readable safetensors file ({exc}); was it truncated or edited? Download it again"
+            ) from None
+        check_finite(tensors, path)
+        return tensors
     if not allow_pickle:
         raise ExternalAdapterError(f"{path}: pickle-based file refused (allow_pickle is off)")
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExternalAdapterError(
+            f"{path}: the pickle holds more than tensors or is damaged, so it is refused even with allow_pickle "
+            f"(entmap loads pickles with weights_only=True: {first[:200]}); convert it to safetensors in a "
+            "trusted environment"
+        ) from None
+
+
+def check_finite(tensors: dict[str, Any], path: Path) -> None:
+    """Refuse weights holding NaN or infinity: they would turn every image they touch into noise."""
+    import torch
+
+    bad = [
+        k for k, v in tensors.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
+    if bad:
+        raise ExternalAdapterError(
+            f"{path}: {len(bad)} tensors hold NaN or infinite values {bad[:3]}; the adapter is broken (often a "
+            "training run that diverged in half precision): use an earlier checkpoint"
+        )
 
 
 def _module_index(model: torch.nn.Module) -> dict[str, torch.nn.Module]:

@@ -15,8 +15,8 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -112,25 +112,51 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | Path) -> None:
 def verify_archive(folder: str | os.PathLike[str]) -> list[str]:
     """Recompute every checksum of an unpacked archive; return the problems (empty: intact).
 
-    Reports files whose content changed, files listed but missing, and files not listed.
+    Reports files whose content changed, files listed but missing, files not listed, and MANIFEST
+    lines that are malformed or name a path outside the folder (absolute, ``..``, or through a
+    symbolic link): such a member is refused unread, so verifying never opens a file outside
+    ``folder``.
     """
     folder = Path(folder)
     manifest = folder / MANIFEST
-    if not manifest.is_file():
-        return [f"{manifest}: missing; is {folder} an unpacked entmap archive?"]
+    if manifest.is_symlink() or not manifest.is_file():
+        return [f"{manifest}: missing (or a link); is {folder} an unpacked entmap archive?"]
     problems, listed = [], set()
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        digest, name = line.split("  ", 1)
+    for number, line in enumerate(manifest.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        digest, separator, name = line.partition("  ")
+        if not separator or not re.fullmatch(r"[0-9a-f]{64}", digest) or not name:
+            problems.append(f"{manifest}:{number}: malformed line {line[:80]!r} (expected '<sha256>  <path>')")
+            continue
         listed.add(name)
+        unsafe = unsafe_member(folder, name)
+        if unsafe:
+            problems.append(f"{manifest}:{number}: {name}: refused, {unsafe}")
+            continue
         path = folder / name
         if not path.is_file():
             problems.append(f"{name}: missing")
         elif file_sha256(path) != digest:
             problems.append(f"{name}: checksum mismatch (modified after archiving)")
-    extra = sorted(str(p.relative_to(folder)) for p in _files(folder) if p.name != MANIFEST)
-    problems += [f"{name}: not in the manifest (added after archiving)" for name in extra if name not in listed]
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            if name not in listed:
+                problems.append(f"{name}: a symbolic link, not in the manifest (archives hold no links)")
+        elif path.is_file() and path.name != MANIFEST and name not in listed:
+            problems.append(f"{name}: not in the manifest (added after archiving)")
     return problems
 
 
-def _files(folder: Path) -> Iterable[Path]:
-    return (p for p in folder.rglob("*") if p.is_file())
+def unsafe_member(folder: Path, name: str) -> str | None:
+    """Why a MANIFEST member name is unsafe to open (absolute, escaping, or through a link), else None."""
+    relative = Path(name)
+    if relative.is_absolute() or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "an absolute path"
+    if ".." in relative.parts:
+        return "a path that leaves the archive folder ('..')"
+    current = folder
+    for part in relative.parts:
+        current = current / part
+        if current.is_symlink():
+            return f"{current.relative_to(folder)} is a symbolic link (archives hold no links)"
+    return None
