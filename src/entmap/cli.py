@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from entmap.config.validation import ConfigError, load_config_file
 from entmap.core.atomic import write_text
 from entmap.present.archive import verify_archive
 
@@ -33,7 +34,6 @@ def verify_archive_command(args: argparse.Namespace) -> int:
 def check_config_command(args: argparse.Namespace) -> int:
     """Merge the files in order (as ``--configfile`` does), validate, plan; print the problems or the plan."""
     from entmap.config.plan import load_plan
-    from entmap.config.validation import ConfigError, load_config_file
 
     config: dict = {}
     try:

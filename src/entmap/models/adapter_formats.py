@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,8 +162,6 @@ def read_tensors(path: Path, allow_pickle: bool) -> dict[str, Any]:
         return tensors
     if not allow_pickle:
         raise ExternalAdapterError(f"{path}: pickle-based file refused (allow_pickle is off)")
-    import pickle
-
     import torch
 
     try:
