@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from entmap.core.atomic import atomic_path
+from entmap.core.atomic import write_bytes
 
 IMAGES = pa.schema(
     [
@@ -125,19 +125,23 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], schema: pa.Schem
     if missing:
         raise TableError(f"cannot write {path}: columns {missing} are missing")
     table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, write_page_checksum=True)  # a CRC per page, verified on every read
+    write_bytes(path, buffer.getvalue().to_pybytes())
 
 
 def read_table(path: str | os.PathLike[str], schema: pa.Schema) -> pd.DataFrame:
     """Read a Parquet table and check it has ``schema``'s columns and types."""
     path = Path(path)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, page_checksum_verification=True)
     except FileNotFoundError as exc:
         raise TableError(f"{path}: file not found") from exc
     except (pa.ArrowInvalid, OSError) as exc:
-        raise TableError(f"{path}: not a readable Parquet file ({exc}); delete it and rerun") from exc
+        raise TableError(
+            f"{path}: not a readable Parquet file, or its bytes changed after it was written ({exc}); "
+            "delete it and rerun the workflow, which rewrites it"
+        ) from exc
     for field in schema:
         if field.name not in table.schema.names:
             raise TableError(
