@@ -30,6 +30,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 torch.set_num_threads(1)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist, keep the tests that share one expensive session fixture on one worker."""
     for item in items:

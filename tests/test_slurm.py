@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
+from collections import Counter
 
 import pytest
 import yaml
 from conftest import SNAKEMAKE, make_workdir, small_config
 from slurm_cluster import LocalSlurm, ensure_installed
+
+from entmap.core.parquet_schemas import IMAGES, read_table
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
@@ -48,30 +52,59 @@ def ci_profile(workdir) -> str:
     return str(folder)
 
 
-def test_workflow_runs_through_sbatch(cluster, tmp_path):
+def cancel_a_running_generate_job(cluster, snakemake_run: subprocess.Popen, running_for: float = 3.0) -> str:
+    """scancel the first generate job once it has run ``running_for`` seconds; return its SLURM id."""
+    deadline = time.time() + 600
+    while time.time() < deadline and snakemake_run.poll() is None:
+        queue = subprocess.run(
+            ["squeue", "-h", "-o", "%i|%T|%M|%k"], env=cluster.env, capture_output=True, text=True
+        ).stdout
+        for line in queue.splitlines():
+            job, state, elapsed, comment = line.split("|", 3)
+            seconds = sum(int(x) * 60**i for i, x in enumerate(reversed(elapsed.split("-")[-1].split(":"))))
+            if state == "RUNNING" and "generate" in comment and seconds >= running_for:
+                subprocess.run(["scancel", job], env=cluster.env, check=True)
+                return job
+        time.sleep(0.5)
+    raise AssertionError("no generate job was seen running")
+
+
+def test_workflow_runs_through_sbatch_and_survives_a_cancelled_job(cluster, tmp_path):
+    """Every non-local job goes through sbatch; a generate job scancelled while it runs (as a
+    preemption would) is retried from a clean state and the run completes with nothing partial."""
     config = small_config()
     config["subjects"] = {"face1": dict(config["subjects"]["face1"], methods=["ti"])}
     config.pop("external")
     config.pop("perturb")
     workdir = make_workdir(tmp_path, config)
     profile = ci_profile(workdir)
-    run = subprocess.run(
+    run = subprocess.Popen(
         ["timeout", "-k", "20", "900", SNAKEMAKE, "--profile", profile],
         cwd=workdir,
         env=cluster.env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
-    log = run.stdout + run.stderr
+    cancelled = cancel_a_running_generate_job(cluster, run)
+    log, _ = run.communicate(timeout=960)
     assert run.returncode == 0, log[-6000:]
-    planned = re.findall(r"^(local)?rule (\w+):", run.stdout + run.stderr, re.MULTILINE)
+    planned = re.findall(r"^(local)?rule (\w+):", log, re.MULTILINE)
     remote = sorted(rule for local, rule in planned if not local)
     assert {"train_ti", "generate_base", "generate_personalized", "score", "disrupt", "noise_floor"} <= set(remote)
     assert {"merge_map", "analyze", "report"} <= {rule for local, rule in planned if local}
     submitted = SUBMITTED.findall(log)
+    print(f"cancelled SLURM job {cancelled}")
     print("\n".join(f"snakemake job {j} -> SLURM job {s}" for j, s, _ in submitted))
     rules = sorted(re.search(r"rule_(\w+)", path).group(1) for _, _, path in submitted)
-    assert rules == remote  # every non-local job, and nothing else, went through sbatch
+    retried = [rule for rule, count in Counter(rules).items() if count > 1]
+    assert len(retried) == 1 and retried[0].startswith("generate"), rules  # the cancelled job, once more
+    assert sorted(set(rules)) == sorted(set(remote))  # every non-local job, and nothing else, went through sbatch
+    assert cancelled in {s for _, s, _ in submitted}
     slurm_ids = {int(s) for _, s, _ in submitted}
     assert len(slurm_ids) == len(submitted)
     assert (workdir / "results/report.html").is_file()
+    leftovers = [str(p) for p in (workdir / "results").rglob("*") if p.name.startswith(".") and ".tmp" in p.name]
+    assert leftovers == []  # the cancelled write left no temporary behind
+    for shard in (workdir / "results/images").rglob("*.parquet"):
+        read_table(shard, IMAGES)  # complete, and its page checksums hold
