@@ -455,7 +455,7 @@ def test_changing_the_seeds_regenerates_every_model(finished_run):
     assert generated == {"base", *MODELS}
     assert not re.search(r"^rule train", out, re.MULTILINE)  # adapters are kept
     reasons = re.findall(r"rule generate_\w+:\n(?:    .*\n)*?    reason: (.*)", out)
-    assert reasons and all("Params have changed" in reason for reason in reasons), reasons
+    assert reasons and [r for r in reasons if "Params have changed" not in r] == []
 
 
 def dry_run_after_editing(workdir, module: str) -> list[tuple[str, str]]:
