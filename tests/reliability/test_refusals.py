@@ -140,3 +140,24 @@ def test_weights_with_nan_or_inf_are_refused(tmp_path):
     save_file({"a.lora_A.weight": torch.tensor([[1.0, float("nan")]]), "b": torch.tensor([float("inf")])}, str(path))
     with pytest.raises(ExternalAdapterError, match=r"diverged\.safetensors: 2 tensors hold NaN or infinite"):
         read_tensors(path, allow_pickle=False)
+
+
+def test_a_base_model_folder_without_a_pipeline_is_refused(workdir):
+    (workdir / "not_a_model").mkdir(exist_ok=True)
+    (workdir / "not_a_model/unet").mkdir(exist_ok=True)
+    config = base_config()
+    config["base"] = {"kind": "pretrained", "model": "not_a_model"}
+    refused(workdir, yaml.safe_dump(config), "base.model: not_a_model: not a diffusers pipeline folder")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["verify-archive", "no/such/folder"], "no/such/folder/MANIFEST.sha256: missing"),
+        (["toyworld-eval", "--model", "no/such/model"], "--model no/such/model: no diffusers pipeline there"),
+        (["check-config", "no/such/config.yaml"], "no/such/config.yaml: cannot be read"),
+    ],
+)
+def test_cli_arguments_that_name_nothing_are_refused(arguments, expected, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "entmap", *arguments], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr

@@ -18,7 +18,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-
 #: errno values of a full disk or an exhausted quota
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 

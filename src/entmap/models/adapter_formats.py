@@ -393,10 +393,15 @@ def file_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The string metadata of a safetensors header (kohya ``ss_*``, ``modelspec.*``); {} for other files."""
     if Path(path).suffix != ".safetensors":
         return {}
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise ExternalAdapterError(
+            f"{path}: not a readable safetensors file ({exc}); was it truncated or edited? Download it again"
+        ) from None
 
 
 def declared_family(metadata: dict[str, str]) -> tuple[str, str] | None:
