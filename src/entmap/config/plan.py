@@ -19,7 +19,14 @@ import pandas as pd
 
 from entmap.config.validation import ConfigError, validate_config
 from entmap.core.vocabulary import CONTROL_CATEGORY, TEA_METHODS
-from entmap.inputs.prompt_suites import Shard, load_context_prompts, load_prompts, make_shards, select_prompts
+from entmap.inputs.prompt_suites import (
+    Shard,
+    anchor_prompts,
+    load_context_prompts,
+    load_prompts,
+    make_shards,
+    select_prompts,
+)
 from entmap.inputs.references import check_reference_folder
 from entmap.models.adapter_formats import check_source, is_hub_id
 from entmap.models.families import FAMILIES, Family, FamilyError, family_of
@@ -159,6 +166,32 @@ def family_problems(config: dict[str, Any], family: Family) -> list[str]:
     return problems
 
 
+def anchor_overlaps(config: dict[str, Any], prompts) -> list[str]:
+    """The geometry regularizer's anchors must be held out: one line per method whose anchors are evaluated."""
+    evaluated = {text.casefold() for text in prompts["text"]}
+    problems = []
+    for name, subject in config["subjects"].items():
+        for method in subject["methods"]:
+            spec = method_settings(config, name, method).get("geometry_regularizer")
+            if not spec:
+                continue
+            key = f"subjects.{name}: {method}.geometry_regularizer.anchor_suite"
+            try:
+                anchors = anchor_prompts(spec["anchor_suite"], spec.get("anchor_count"))
+            except ValueError as exc:
+                problems.append(f"{key}: {exc}")
+                continue
+            shared = [a for a in anchors if a.casefold() in evaluated]
+            if shared:
+                problems.append(
+                    f"{key}: {len(shared)} anchor prompts are also evaluated ({shared[:3]}); anchors must be held "
+                    "out from prompts.suite, or the map would measure what the regularizer was trained to keep"
+                )
+            if len(anchors) < 2:
+                problems.append(f"{key}: needs at least 2 anchor prompts, has {len(anchors)}")
+    return problems
+
+
 def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Plan:
     """Validate ``config`` completely and derive the run plan."""
     validate_config(config, schema_path)
@@ -167,6 +200,9 @@ def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Pl
         prompts = select_prompts(load_prompts(config["prompts"]["suite"]), config["prompts"].get("per_category"))
     except ValueError as exc:
         raise ConfigError(f"prompts.suite: {exc}") from exc
+    problems = anchor_overlaps(config, prompts)
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
     present = sorted(set(prompts["category"]))
     missing = {k: v for k, v in config["subject_categories"].items() if v not in present}
     if missing:

@@ -16,23 +16,26 @@ import torch
 from entmap.models.families import family_of_pipeline
 
 
-@torch.no_grad()
-def text_encoder_features(pipe, prompts: list[str]) -> dict[str, torch.Tensor]:
-    """{text encoder attribute: last hidden states (B, L, d)} for ``prompts``, in float64 on the CPU."""
+def text_encoder_features(pipe, prompts: list[str], grad: bool = False) -> dict[str, torch.Tensor]:
+    """{text encoder attribute: last hidden states (B, L, d)} for ``prompts``.
+
+    Diagnostics (``grad=False``): float64 on the CPU. Training (``grad=True``): the encoders' own
+    dtype and device, differentiable in their weights.
+    """
     family = family_of_pipeline(pipe)
     features = {}
-    for encoder_name, tokenizer_name in zip(family.text_encoders, family.tokenizers, strict=True):
-        encoder, tokenizer = getattr(pipe, encoder_name, None), getattr(pipe, tokenizer_name, None)
-        if encoder is None or tokenizer is None:
-            continue
-        length = min(tokenizer.model_max_length, 77 if "clip" in type(encoder).__name__.lower() else 256)
-        ids = tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
-        hidden = encoder(ids.input_ids.to(encoder.device))[0]
-        features[encoder_name] = hidden.double().cpu()
+    with torch.set_grad_enabled(grad):
+        for encoder_name, tokenizer_name in zip(family.text_encoders, family.tokenizers, strict=True):
+            encoder, tokenizer = getattr(pipe, encoder_name, None), getattr(pipe, tokenizer_name, None)
+            if encoder is None or tokenizer is None:
+                continue
+            length = min(tokenizer.model_max_length, 77 if "clip" in type(encoder).__name__.lower() else 256)
+            ids = tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+            hidden = encoder(ids.input_ids.to(encoder.device))[0]
+            features[encoder_name] = hidden if grad else hidden.double().cpu()
     return features
 
 
-@torch.no_grad()
 def conditioning(pipe, prompts: list[str]) -> torch.Tensor:
     """The prompt embeddings the UNet's cross-attention reads (B, L, d), as the pipeline encodes them."""
     family = family_of_pipeline(pipe)
@@ -47,13 +50,19 @@ def conditioning(pipe, prompts: list[str]) -> torch.Tensor:
     )
 
 
-@torch.no_grad()
-def cross_attention_features(pipe, prompts: list[str]) -> dict[str, torch.Tensor]:
-    """{``<layer>.to_k`` / ``<layer>.to_v``: E W^T (B, L, d)} for every cross-attention layer, float64 on the CPU."""
+def cross_attention_features(pipe, prompts: list[str], grad: bool = False) -> dict[str, torch.Tensor]:
+    """{``<layer>.to_k`` / ``<layer>.to_v``: the layer's keys or values of the prompt (B, L, d)}.
+
+    Each projection module is applied to the conditioning, so a LoRA on it counts. Diagnostics
+    (``grad=False``): float64 on the CPU; training (``grad=True``): differentiable in the weights
+    (and in the text encoders' when they train).
+    """
     family = family_of_pipeline(pipe)
-    embeddings = conditioning(pipe, prompts)
     denoiser = getattr(pipe, family.denoiser)
     features = {}
-    for name, weight in family.text_kv_parameters(denoiser).items():
-        features[name.removesuffix(".weight")] = (embeddings.to(weight.dtype) @ weight.T).double().cpu()
+    with torch.set_grad_enabled(grad):
+        embeddings = conditioning(pipe, prompts)
+        for layer, module in family.text_kv_modules(denoiser).items():
+            projected = module(embeddings.to(denoiser.dtype))
+            features[layer] = projected if grad else projected.double().cpu()
     return features

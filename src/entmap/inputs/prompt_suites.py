@@ -100,6 +100,12 @@ def check_category_spelling(frame: pd.DataFrame, path: Path, lines: dict[str, in
             )
 
 
+def anchor_prompts(path: str | os.PathLike[str], count: int | None = None) -> list[str]:
+    """The anchor prompts of the geometry regularizer: the first ``count`` texts of a suite (all when None)."""
+    texts = load_prompts(path)["text"].tolist()
+    return texts if count is None else texts[:count]
+
+
 def select_prompts(prompts: pd.DataFrame, per_category: int | None) -> pd.DataFrame:
     """Keep the first ``per_category`` prompts of each category (all when None), in file order."""
     if per_category is None:

@@ -66,6 +66,11 @@ class Family:
         pattern = re.compile(self.text_kv)
         return {name: p for name, p in denoiser.named_parameters() if pattern.search(name)}
 
+    def text_kv_modules(self, denoiser) -> dict:
+        """The denoiser's text-token key/value projections, by module name (a LoRA-wrapped one included)."""
+        pattern = re.compile(self.text_kv.removesuffix(r"\.weight$") + "$")
+        return {name: m for name, m in denoiser.named_modules() if pattern.search(name)}
+
 
 SD1 = Family(
     name="sd1",

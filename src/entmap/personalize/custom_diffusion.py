@@ -35,6 +35,7 @@ from PIL import Image
 from entmap.core.atomic import atomic_path
 from entmap.models.adapter_formats import text_kv_parameters
 from entmap.models.embeddings import add_placeholder_token, clip_encoders
+from entmap.personalize.geometry_regularizer import GeometryRegularizer, regularized
 from entmap.personalize.lora import class_prompt, instance_prompt
 from entmap.personalize.objectives import instance_prior_loss
 from entmap.personalize.training_loop import FrozenRows, TrainLog, denoiser_of, end_training, freeze, optimize
@@ -75,6 +76,7 @@ def train_custom_diffusion(
         denoiser.enable_gradient_checkpointing()
     prompt = instance_prompt(settings, token, class_word)
     compute_loss = instance_prior_loss(pipe, settings, device, images, prompt, class_images, class_prompt(class_word))
+    compute_loss = regularized(compute_loss, GeometryRegularizer.build(pipe, settings))
 
     def restore_rows(step: int) -> None:
         for rows in frozen:

@@ -25,6 +25,7 @@ from PIL import Image
 from entmap.core.atomic import atomic_path
 from entmap.core.runtime import seeded
 from entmap.models.families import family_of_pipeline
+from entmap.personalize.geometry_regularizer import GeometryRegularizer, regularized
 from entmap.personalize.objectives import instance_prior_loss
 from entmap.personalize.training_loop import TrainLog, denoiser_of, end_training, freeze, optimize, trainable
 
@@ -114,6 +115,7 @@ def train_lora(
         groups.append(te_group)
     prompt = instance_prompt(settings, token, class_word)
     compute_loss = instance_prior_loss(pipe, settings, device, images, prompt, class_images, class_prompt(class_word))
+    compute_loss = regularized(compute_loss, GeometryRegularizer.build(pipe, settings))
 
     log = optimize(groups, settings, device, compute_loss, None, f"lora {prompt!r}")
     end_training(pipe, settings)

@@ -26,6 +26,7 @@ from PIL import Image
 from entmap.core.atomic import atomic_path
 from entmap.models.embeddings import add_placeholder_token, clip_encoders
 from entmap.personalize.captions import ReferenceBatches
+from entmap.personalize.geometry_regularizer import GeometryRegularizer, regularized
 from entmap.personalize.objectives import objective_for
 from entmap.personalize.training_loop import FrozenRows, TrainLog, freeze, optimize
 
@@ -83,9 +84,11 @@ def train_textual_inversion(
     save_every = settings.get("save_every", 500)
     steps, trajectory = [0], [frozen[0].original[token_id].clone()]
 
-    def compute_loss() -> torch.Tensor:
+    def task_loss() -> torch.Tensor:
         pixels, captions = batches.sample(settings["batch_size"])
         return objective(pixels, captions)
+
+    compute_loss = regularized(task_loss, GeometryRegularizer.build(pipe, settings))
 
     def after_step(step: int) -> None:
         for rows in frozen:
