@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from test_geometry import PROMPTS
 
 from entmap.config.plan import load_plan
 from entmap.config.validation import ConfigError
@@ -23,16 +24,7 @@ from entmap.personalize.training_loop import freeze
 
 CPU = torch.device("cpu")
 SETTINGS = {"steps": 4, "learning_rate": 5e-2, "batch_size": 2, "resolution": 64, "seed": 0}
-ANCHORS = [
-    "a red circle on the left",
-    "a blue square",
-    "a dog in a park",
-    "a bowl of fruit on a table",
-    "a lighthouse at dusk",
-    "a portrait of an old man",
-    "a city street in the rain",
-    "a mountain lake at sunrise",
-]
+ANCHORS = [*PROMPTS, "a city street in the rain", "a mountain lake at sunrise"]
 
 
 @pytest.fixture(scope="module")
