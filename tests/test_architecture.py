@@ -26,7 +26,7 @@ LAYERS: dict[str, set[str]] = {
     "config": {"core", "inputs", "models"},
     "geometry": {"core", "models"},
     "personalize": {"core", "inputs", "models", "geometry"},
-    "measure": {"core", "inputs", "models"},
+    "measure": {"core", "toyworld", "inputs", "models"},
     "analysis": {"core", "measure"},
     "tea": {"core", "inputs", "models", "measure"},
     "present": {"core", "inputs"},
