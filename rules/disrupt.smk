@@ -7,6 +7,7 @@ rule disrupt:
         pers_images="results/images/{subject}/{method}/{shard}.parquet",
         base_scores="results/scores/base/{shard}.parquet",
         pers_scores="results/scores/{subject}/{method}/{shard}.parquet",
+        suite=SUITE,
     output:
         "results/disruption/{subject}/{method}/{shard}.parquet",
     log:
@@ -25,6 +26,7 @@ rule disrupt:
         model="{subject}/{method}",
         lpips=config["lpips"],
         runtime=RUNTIME,
+        structure=config["prompts"].get("structure"),
     script:
         "../workflow_scripts/disrupt.py"
 

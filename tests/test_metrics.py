@@ -80,6 +80,7 @@ def test_merge_builds_cells_with_the_metric_functions():
         "prompt_id": ["p1", "p1", "p2", "p2"], "seed": [0, 1, 0, 1], "model": ["s/lora"] * 4,
         "a_base": [0.30, 0.25, 0.40, 0.10], "a_pers": [0.32, 0.20, 0.40, 0.16],
         "d_sem": [0.02, 0.05, 0.0, 0.06], "lpips": [0.1, 0.3, 0.0, 0.5],
+        "f_base": [1.0, 0.75, float("nan"), float("nan")], "f_pers": [0.5, 1.0, float("nan"), float("nan")],
     })  # fmt: skip
     prompts = pd.DataFrame({"id": ["p1", "p2"], "category": ["people", "animals"], "text": ["x", "y"]})
     cells = merge_cells(seeds, prompts, {"s": {"category": "face"}}, {"tau_sem": 0.03, "tau_per": 0.2}).set_index(
@@ -90,3 +91,6 @@ def test_merge_builds_cells_with_the_metric_functions():
     assert cells.loc["p2", ["e_sem", "e_sem_signed", "e_per"]].tolist() == pytest.approx([0.03, 0.03, 0.25])
     assert cells["above_tau_sem"].tolist() == [True, False] and cells["above_tau_per"].tolist() == [False, True]
     assert set(cells["subject_category"]) == {"face"} and cells["n_seeds"].tolist() == [2, 2]
+    # p1: f shifts -.5, +.25 -> E_struct .375, signed -.125; p2 is not scored structurally
+    assert cells.loc["p1", ["e_struct", "e_struct_signed"]].tolist() == pytest.approx([0.375, -0.125])
+    assert cells.loc["p2", ["e_struct", "e_struct_signed"]].isna().all()

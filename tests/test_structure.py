@@ -51,3 +51,46 @@ def test_a_rendered_scene_is_fully_faithful_to_its_caption_and_each_wrong_elemen
     damaged = [faithfulness(wrong_colour, required), faithfulness(wrong_two, required)]
     assert e_struct(damaged, base) == pytest.approx((0.375, -0.375))
     assert np.isfinite(e_struct(damaged, base)).all()
+
+
+def test_the_disrupt_stage_scores_each_seed_matched_image_pair(tmp_path):
+    """Image shards of rendered toy scenes: the personalized model draws the wrong colour for one
+    prompt; disrupt_shard gives f = 1 for the base, 0.75 for that image, NaN for the composition."""
+    import pandas as pd
+    from PIL import Image
+
+    from entmap.core.image_codec import png_bytes
+    from entmap.core.parquet_schemas import DISRUPTION, IMAGES, SCORES, read_table, write_table
+    from entmap.measure.disrupt import disrupt_shard
+
+    suite = tmp_path / "suite.tsv"
+    prompts = {
+        "p1": "a green cross at the bottom on a checkered background",
+        "p2": "a red diamond at the top and a blue ring on the right",
+    }
+    suite.write_text("id\tcategory\ttext\n" + "".join(f"{k}\tobjects\t{v}\n" for k, v in prompts.items()))
+    right = Scene("green", "cross", "at the bottom", "checkered")
+    wrong = Scene("purple", "cross", "at the bottom", "checkered")
+    drawn = {"base": {"p1": [right, right], "p2": [right, right]}, "pers": {"p1": [right, wrong], "p2": [wrong, wrong]}}
+    paths = {}
+    for model, scenes in drawn.items():
+        rows = [
+            {"prompt_id": pid, "seed": seed, "model": model, "settings_hash": "h", "width": 32, "height": 32,
+             "png": png_bytes(Image.fromarray(render(scene, seed)))}
+            for pid, by_seed in scenes.items() for seed, scene in enumerate(by_seed)
+        ]  # fmt: skip
+        images = pd.DataFrame(rows)
+        scores = images[["prompt_id", "seed", "model", "settings_hash"]].assign(
+            clip_cos=0.3, image_embedding=[[0.0, 1.0]] * len(images)
+        )
+        paths[model] = (tmp_path / f"{model}_images.parquet", tmp_path / f"{model}_scores.parquet")
+        write_table(images, paths[model][0], IMAGES)
+        write_table(scores, paths[model][1], SCORES)
+    out = tmp_path / "disruption.parquet"
+    lpips = {"net": "alex", "backbone": "random", "seed": 0}
+    disrupt_shard(*paths["base"][:1], paths["pers"][0], paths["base"][1], paths["pers"][1], "s/cd", lpips, out,
+                  device="cpu", structure="toyworld", suite=suite)  # fmt: skip
+    rows = read_table(out, DISRUPTION).set_index(["prompt_id", "seed"])
+    assert rows.loc[("p1", 0), ["f_base", "f_pers"]].tolist() == [1.0, 1.0]
+    assert rows.loc[("p1", 1), ["f_base", "f_pers"]].tolist() == [1.0, 0.75]
+    assert rows.loc["p2", ["f_base", "f_pers"]].isna().all().all()  # two objects: not scored

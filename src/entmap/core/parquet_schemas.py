@@ -48,6 +48,8 @@ DISRUPTION = pa.schema(
         ("a_pers", pa.float64()),
         ("d_sem", pa.float64()),
         ("lpips", pa.float64()),
+        ("f_base", pa.float64()),  # structured faithfulness f of each image; NaN where not scored
+        ("f_pers", pa.float64()),
     ]
 )
 
@@ -74,6 +76,8 @@ CELLS = pa.schema(
         ("e_sem", pa.float64()),
         ("e_sem_signed", pa.float64()),
         ("e_per", pa.float64()),
+        ("e_struct", pa.float64()),  # NaN where the prompt is not scored structurally
+        ("e_struct_signed", pa.float64()),
         ("above_tau_sem", pa.bool_()),
         ("above_tau_per", pa.bool_()),
     ]

@@ -1,7 +1,9 @@
 """The ``disrupt`` stage: per-seed shifts between the base and one personalized model.
 
-For every (prompt, seed) of a shard: a_base, a_pers, d_sem = |a_pers - a_base|
-and LPIPS(x_base, x_pers). The two models' shards must hold exactly the same
+For every (prompt, seed) of a shard: a_base, a_pers, d_sem = |a_pers - a_base|,
+LPIPS(x_base, x_pers), and, where the prompt's elements can be checked (the toy
+world), the structured faithfulness f of both images (:mod:`entmap.measure.structure`;
+NaN otherwise). The two models' shards must hold exactly the same
 (prompt_id, seed, settings_hash) rows; anything else is not seed-matched and
 is refused.
 
@@ -17,7 +19,9 @@ import pandas as pd
 
 from entmap.core.image_codec import decode_png
 from entmap.core.parquet_schemas import DISRUPTION, IMAGES, SCORES, read_table, write_table
+from entmap.inputs.prompt_suites import load_prompts
 from entmap.measure.metrics import Lpips, semantic_shift
+from entmap.measure.structure import faithfulness, required_elements
 
 KEY = ["prompt_id", "seed", "settings_hash"]
 
@@ -59,8 +63,12 @@ def compute_disruption(
         "base scores",
         "personalized scores",
     ),
+    required: dict[str, dict[str, str] | None] | None = None,
 ) -> pd.DataFrame:
-    """One row per (prompt_id, seed): a_base, a_pers, d_sem, lpips."""
+    """One row per (prompt_id, seed): a_base, a_pers, d_sem, lpips, f_base, f_pers.
+
+    ``required`` maps a prompt id to the elements its images must show (None or absent: f is NaN).
+    """
     check_matched(base_images, pers_images, names[0], names[1])
     check_matched(base_images, base_scores, names[0], names[2])
     check_matched(pers_images, pers_scores, names[1], names[3])
@@ -79,6 +87,9 @@ def compute_disruption(
     stack_b = np.stack([decode_png(b) for b in bi["png"]]) if len(bi) else np.zeros((0, 1, 1, 3))
     stack_p = np.stack([decode_png(b) for b in pi["png"]]) if len(pi) else np.zeros((0, 1, 1, 3))
     out["lpips"] = lpips.distance(stack_b, stack_p)
+    elements = [(required or {}).get(pid) for pid in out["prompt_id"]]
+    out["f_base"] = [faithfulness(img, req) if req else np.nan for img, req in zip(stack_b, elements, strict=True)]
+    out["f_pers"] = [faithfulness(img, req) if req else np.nan for img, req in zip(stack_p, elements, strict=True)]
     return out
 
 
@@ -92,8 +103,14 @@ def disrupt_shard(
     out_path: str | os.PathLike[str],
     device: str = "auto",
     threads: int = 1,
+    structure: str | None = None,
+    suite: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Read the four tables of a shard, compute the per-seed disruption, write it."""
+    """Read the four tables of a shard, compute the per-seed disruption, write it.
+
+    ``structure``: how the prompts' required elements are read (``toyworld``: from the words of the
+    ``suite``'s texts, :func:`entmap.measure.structure.required_elements`), or None for no E_struct.
+    """
     from entmap.core.runtime import configure_torch, resolve_device
 
     configure_torch(threads)
@@ -107,5 +124,15 @@ def disrupt_shard(
         Lpips.from_settings(lpips_settings, resolve_device(device)),
         model,
         names=(str(base_images), str(pers_images), str(base_scores), str(pers_scores)),
+        required=required_by_prompt(structure, suite),
     )
     write_table(frame, out_path, DISRUPTION)
+
+
+def required_by_prompt(structure: str | None, suite: str | os.PathLike[str] | None) -> dict | None:
+    """{prompt id: required elements} of a suite under ``structure`` (None: not scored)."""
+    if structure is None:
+        return None
+    if structure != "toyworld" or suite is None:
+        raise ValueError(f"prompts.structure: unknown reader {structure!r} (toyworld or null)")
+    return {row.id: required_elements(row.text) for row in load_prompts(suite).itertuples()}

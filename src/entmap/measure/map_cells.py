@@ -3,6 +3,8 @@
 cell.e_sem        = mean_k |a_pers - a_base|        (E_sem, the map's value)
 cell.e_sem_signed = mean_k (a_pers - a_base)        (negative: degradation)
 cell.e_per        = mean_k LPIPS(x_base, x_pers)    (E_per)
+cell.e_struct     = mean_k |f_pers - f_base|        (E_struct; NaN where the prompt is not scored)
+cell.e_struct_signed = mean_k (f_pers - f_base)     (negative: elements lost)
 above_tau_*       = the cell exceeds the noise floor's threshold.
 The wide matrices e_sem.csv and e_per.csv have prompts as rows and models as
 columns: the Concept Entanglement Map M in R^{P x S}.
@@ -20,6 +22,14 @@ import pandas as pd
 from entmap.core.atomic import atomic_path
 from entmap.core.parquet_schemas import CELLS, DISRUPTION, read_tables, write_table
 from entmap.measure.metrics import e_per, e_sem, e_sem_signed
+from entmap.measure.structure import e_struct
+
+
+def _structure(group: pd.DataFrame) -> tuple[float, float]:
+    """(E_struct, signed) of one cell's seeds, NaN when its images were not scored structurally."""
+    if group["f_pers"].isna().any() or group["f_base"].isna().any():
+        return float("nan"), float("nan")
+    return e_struct(group["f_pers"], group["f_base"])
 
 
 def merge_cells(
@@ -37,10 +47,12 @@ def merge_cells(
             "e_sem": e_sem(group["a_pers"], group["a_base"]),
             "e_sem_signed": e_sem_signed(group["a_pers"], group["a_base"]),
             "e_per": e_per(group["lpips"]),
+            **dict(zip(("e_struct", "e_struct_signed"), _structure(group), strict=True)),
         }
         for (prompt_id, model), group in disruption.groupby(["prompt_id", "model"], sort=False)
     ]
-    cells = pd.DataFrame(rows, columns=["prompt_id", "model", "n_seeds", "e_sem", "e_sem_signed", "e_per"])
+    columns = ["prompt_id", "model", "n_seeds", "e_sem", "e_sem_signed", "e_per", "e_struct", "e_struct_signed"]
+    cells = pd.DataFrame(rows, columns=columns)
     info = prompts.rename(columns={"id": "prompt_id"})[["prompt_id", "category", "text"]]
     cells = cells.merge(info, on="prompt_id", how="left", validate="many_to_one")
     if cells["category"].isna().any():
