@@ -73,14 +73,14 @@ def adapter_inputs(wildcards):
     """What a personalized model is made of: its adapter files, or an external source and audit."""
     folder = f"results/adapters/{wildcards.subject}/{wildcards.method}"
     if wildcards.method == "external":
-        return [f"{folder}/meta.json", config["external"][wildcards.subject]["path"]]
+        return [f"{folder}/meta.json", *external_source_input(wildcards)]
     return [f"{folder}/meta.json", f"{folder}/adapter.safetensors"]
 
 
 def external_source_input(wildcards):
     """An external adapter's file or folder; nothing for a Hub id (the audit job downloads it)."""
     path = config["external"][wildcards.subject]["path"]
-    return [] if entmap_config.is_hub_source(path) else path
+    return [] if entmap_config.is_hub_source(path) else [path]
 
 
 def reference_dir(wildcards):
