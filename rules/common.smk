@@ -51,6 +51,13 @@ TEA_OUTPUTS = [
     *(["results/tables/tea_tradeoff.csv", "results/figures/tea_tradeoff.png"] if TEA_MODELS else []),
     *(["results/tables/collapse.csv", "results/figures/collapse.png"] if COLLAPSE_SUBJECTS else []),
 ]
+# The report's "Prompt geometry and structured faithfulness (SAGE)" section.
+SAGE_OUTPUTS = [
+    "results/tables/geometry.csv",
+    "results/tables/sage_correlations.csv",
+    "results/tables/sage_agreement.csv",
+    "results/figures/geometry.png",
+]
 
 
 wildcard_constraints:
@@ -172,5 +179,6 @@ RUN_OUTPUTS = [
     *[f"results/stats/{name}.json" for name in ANALYSIS_STATS],
     *[png.replace(".png", ".pdf") for png in FIGURE_PNGS],
     *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in TEA_OUTPUTS],
+    *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in SAGE_OUTPUTS],
     "results/report.html",
 ]

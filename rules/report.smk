@@ -8,6 +8,7 @@ rule report:
         noise_floor="results/noise_floor.json",
         figures=FIGURE_PNGS,
         collapse_tea=TEA_OUTPUTS,
+        sage=SAGE_OUTPUTS,
     output:
         report(
             "results/report.html",

@@ -414,6 +414,7 @@ LOCAL_RULES = {
     "figure_grid",
     "tea_tradeoff",
     "collapse_summary",
+    "sage_claims",
     "report",
     "all",
 }
@@ -540,6 +541,29 @@ def test_archive_round_trip_and_tamper_detection(finished_run, tmp_path):
     assert any("extra.txt: not in the manifest" in p for p in problems)
     result = subprocess.run(cli, capture_output=True, text=True)
     assert result.returncode == 1 and "table1.csv" in result.stderr
+
+
+def test_geometry_tables_follow_what_each_method_changes(finished_run):
+    """TI and the scale-0 control change no feature of a prompt without the token: exactly the base's
+    geometry; the planted control on the k/v weights moves the keys and values and not the text."""
+    from entmap.core.parquet_schemas import GEOMETRY
+
+    results = finished_run / "results"
+    rows = pd.concat([read_table(results / f"geometry/{m}.parquet", GEOMETRY) for m in MODELS])
+    assert set(rows["model"]) == set(MODELS) and set(rows["level"]) == {"text", "kv"}
+    for model in ("face1/ti", "kv0/perturb"):
+        mine = rows[rows["model"] == model]
+        assert (mine["spread_ratio"] == 1).all() and (mine["distortion"].abs() < 1e-12).all(), model
+    control = rows[rows["model"] == "kv0p5/perturb"]
+    assert (control.loc[control["level"] == "kv", "distortion"] > 0).all()
+    assert (control.loc[control["level"] == "text", "distortion"].abs() < 1e-12).all()
+    summary = pd.read_csv(results / "tables/geometry.csv")
+    assert len(summary) == 2 * len(MODELS)
+    correlations = pd.read_csv(results / "tables/sage_correlations.csv")
+    assert set(correlations["disruption"]) == {"e_sem", "e_per", "e_struct"}
+    report = (results / "report.html").read_text()
+    assert "Prompt geometry and structured faithfulness (SAGE)" in report and "Claim 2" in report
+    assert (results / "figures/geometry.png").stat().st_size > 10_000
 
 
 def test_snakemake_report_on_the_finished_run(finished_run, tmp_path):

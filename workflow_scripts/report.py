@@ -14,5 +14,6 @@ with job_log(sm.log[0]):
         figures=list(sm.input.figures),
         config=sm.params.config,
         collapse_tea=list(sm.input.collapse_tea),
+        sage=list(sm.input.sage),
         out_path=sm.output[0],
     )

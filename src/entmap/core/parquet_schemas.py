@@ -83,6 +83,19 @@ CELLS = pa.schema(
     ]
 )
 
+GEOMETRY = pa.schema(
+    [
+        ("model", pa.string()),
+        ("level", pa.string()),  # "text" (a text encoder's output) or "kv" (a cross-attention key/value)
+        ("layer", pa.string()),  # the text encoder or the projection module
+        ("n_prompts", pa.int64()),
+        ("spread_base", pa.float64()),
+        ("spread_model", pa.float64()),
+        ("spread_ratio", pa.float64()),
+        ("distortion", pa.float64()),
+    ]
+)
+
 TRAIN_LOG = pa.schema(
     [
         ("step", pa.int64()),

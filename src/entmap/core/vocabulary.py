@@ -77,6 +77,12 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Semantic collapse over training",
         "Each collapse diagnostic over Textual Inversion training steps, one line per subject.",
     ),
+    "geometry": (
+        "Prompt-embedding geometry",
+        "Per model, against the base over the evaluated prompts: spread ratio (< 1: the prompts contract) and "
+        "local-structure distortion 1 - r, at the text encoders' outputs and at the cross-attention keys and "
+        "values (means over layers).",
+    ),
 }
 
 #: Table stem -> (title, caption) of the tables the report shows.
@@ -106,6 +112,21 @@ TABLES: dict[str, tuple[str, str]] = {
         "Per model and setting (alpha, beta; 'none' = unadjusted): mean CLIP-T against the context "
         "(clip_context), the concept (clip_concept) and the full prompt with the class word (clip_full), "
         "CLIP-I against the references (clip_image), and each one's change against the unadjusted model.",
+    ),
+    "geometry": (
+        "Prompt-embedding geometry",
+        "Per model and level (text: the text encoders' outputs; kv: the cross-attention keys and values): "
+        "layers, mean spread ratio, contraction 1 - ratio, mean local-structure distortion.",
+    ),
+    "sage_correlations": (
+        "Geometry change against disruption",
+        "Across models: Spearman rank correlation of each geometry change with the mean E_sem, E_per and "
+        "E_struct, 95% intervals resampling models (NaN: fewer than 3 models or no variation).",
+    ),
+    "sage_agreement": (
+        "CLIP score against structured faithfulness",
+        "Cells scored structurally: the CLIP score moved (E_sem above tau_sem) and/or E_struct moved (> 0); "
+        "struct_missed_by_clip = share of E_struct changes the CLIP score misses.",
     ),
     "collapse": (
         "Semantic collapse over training",

@@ -383,3 +383,30 @@ def tea_tradeoff_figure(table_path: str | os.PathLike[str], stem: str | os.PathL
 def collapse_figure(table_path: str | os.PathLike[str], stem: str | os.PathLike[str]) -> list[Path]:
     """Read tables/collapse.csv; draw the diagnostics over training steps."""
     return plot_collapse(pd.read_csv(table_path), stem)
+
+
+def plot_geometry(summary: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
+    """Spread ratio and distortion of every model, one row of panels per level (text, kv)."""
+    levels = [level for level in ("text", "kv") if level in set(summary["level"])]
+    fig, axes = plt.subplots(len(levels), 2, figsize=(9, 0.35 * summary["model"].nunique() * len(levels) + 2.2),
+                             squeeze=False)  # fmt: skip
+    names = {"text": "text-encoder output", "kv": "cross-attention keys and values"}
+    for row, level in zip(axes, levels, strict=True):
+        part = summary[summary["level"] == level].sort_values("model", ascending=False)
+        for ax, column, reference, label in (
+            (row[0], "spread_ratio", 1.0, "spread ratio (< 1: prompts contract)"),
+            (row[1], "distortion", 0.0, "local-structure distortion 1 - r"),
+        ):
+            ax.barh(part["model"], part[column], color="#4c72b0")
+            ax.axvline(reference, color="0.3", lw=0.8, ls="--")
+            ax.set_xlabel(label)
+            ax.set_title(names[level], fontsize=9, loc="left")
+            ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle("Prompt-embedding geometry of each model against the base", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def geometry_figure(summary_path: str | os.PathLike[str], stem: str | os.PathLike[str]) -> list[Path]:
+    """The geometry figure from ``tables/geometry.csv``."""
+    return plot_geometry(pd.read_csv(summary_path), stem)

@@ -166,6 +166,50 @@ def collapse_tea_in_words(paths: list[str]) -> list[str]:
     return [line for line in lines if line]
 
 
+def sage_in_words(paths: list[str]) -> list[str]:
+    """What this run says about each of SAGE's claims, in numbers (docs/geometry.md)."""
+    tables = {Path(p).stem: pd.read_csv(p) for p in paths if p.endswith(".csv")}
+    lines = []
+    summary = tables.get("geometry")
+    if summary is not None and len(summary):
+        parts = []
+        for level, rows in summary.groupby("level", sort=False):
+            contracted = int((rows["spread_ratio"] < 1).sum())
+            parts.append(
+                f"{level} level: spread ratio {rows['spread_ratio'].min():.4g} to {rows['spread_ratio'].max():.4g} "
+                f"({contracted} of {len(rows)} models contract), distortion up to {rows['distortion'].max():.3g}"
+            )
+        lines.append("Prompt geometry against the base, " + "; ".join(parts) + ".")
+    correlations = tables.get("sage_correlations")
+    if correlations is not None and len(correlations):
+        chosen = correlations[(correlations["geometry"] == "distortion") & (correlations["disruption"] == "e_sem")]
+        parts = [
+            f"{row.level} distortion vs E_sem: rho = {row.spearman_rho:.3g} "
+            f"[{row.ci_low:.3g}, {row.ci_high:.3g}] over {row.n_models} models"
+            if pd.notna(row.spearman_rho)
+            else f"{row.level} distortion vs E_sem: no correlation defined ({row.n_models} models, or no variation)"
+            for row in chosen.itertuples()
+        ]
+        lines.append("Claim 2 (geometry change goes with damage): " + "; ".join(parts) + ".")
+    agreement = tables.get("sage_agreement")
+    overall = agreement[agreement["method"] == "all"] if agreement is not None else pd.DataFrame()
+    if len(overall) and int(overall.iloc[0]["cells"]):
+        row = overall.iloc[0]
+        moved = int(row["both"] + row["only_struct"])
+        missed = f" ({row['struct_missed_by_clip']:.0%})" if moved else ""
+        lines.append(
+            f"Claim 1 (coarse scores miss fine damage): of {int(row['cells'])} structurally scored cells, E_struct "
+            f"moved in {moved}; the CLIP score stayed within its noise floor in {int(row['only_struct'])} of "
+            f"them{missed}, and moved without E_struct in {int(row['only_clip'])}."
+        )
+    else:
+        lines.append(
+            "Claim 1 (coarse scores miss fine damage): no cell is scored structurally in this run "
+            "(set prompts.structure)."
+        )
+    return lines
+
+
 def write_report(
     tables_dir: str | os.PathLike[str],
     stats_dir: str | os.PathLike[str],
@@ -174,11 +218,13 @@ def write_report(
     config: dict[str, Any],
     out_path: str | os.PathLike[str],
     collapse_tea: list[str] | None = None,
+    sage: list[str] | None = None,
 ) -> None:
     """Assemble report.html from the run's outputs.
 
     ``figures`` are PNG paths; ``collapse_tea`` are the CSV and PNG paths of the semantic-collapse
-    and TEA section (empty: no such section). Captions come from :mod:`entmap.core.vocabulary`.
+    and TEA section (empty: no such section), ``sage`` those of the geometry and structured
+    faithfulness section. Captions come from :mod:`entmap.core.vocabulary`.
     """
 
     tables_dir, stats_dir = Path(tables_dir), Path(stats_dir)
@@ -255,6 +301,8 @@ def write_report(
             config=yaml.safe_dump(config, sort_keys=False),
             collapse_tea=[_section_item(path) for path in collapse_tea or []],
             collapse_tea_text=collapse_tea_in_words(collapse_tea or []),
+            sage=[_section_item(path) for path in sage or []],
+            sage_text=sage_in_words(sage or []),
         )
     )
     write_text(out_path, page)
