@@ -30,16 +30,6 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 torch.set_num_threads(1)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, keep the tests that share one expensive session fixture on one worker."""
-    for item in items:
-        for fixture in ("finished_run", "cluster"):
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(fixture))
-                break
-
-
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """A tiny base pipeline and tiny scorer, built once (random weights from seed 0)."""
@@ -114,7 +104,7 @@ def make_workdir(path: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 1800, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real snakemake CLI in ``workdir``."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     result = subprocess.run(
@@ -134,5 +124,5 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True)
 def finished_run(tmp_path_factory) -> Path:
     """The small config run to the end with the real snakemake, once per session."""
     workdir = make_workdir(tmp_path_factory.mktemp("run"), small_config())
-    snakemake(workdir, "--profile", "profiles/local", "--cores", "2")
+    snakemake(workdir, "--profile", "profiles/local", "--cores", "2", timeout=2400)  # shares 2 cores with a worker
     return workdir

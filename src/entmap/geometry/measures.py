@@ -79,10 +79,16 @@ class GeometryChange:
 
 
 def geometry_change(model_features: torch.Tensor, base_features: torch.Tensor, k: int = NEIGHBOURS) -> GeometryChange:
-    """Spread ratio and distortion (1 - r) of a model's features against the base's, in float64."""
+    """Spread ratio and distortion (1 - r) of a model's features against the base's, in float64.
+
+    Features equal to the base's bit for bit give exactly ratio 1 and distortion 0 (rather than a
+    correlation of identical vectors that rounds to 1 - 1e-16), so "unchanged" stays exact.
+    """
     z_model = normalized_rows(model_features.detach().double())
     z_base = normalized_rows(base_features.detach().double())
     s_model, s_base = spread(z_model).item(), spread(z_base).item()
+    if torch.equal(model_features, base_features):
+        return GeometryChange(s_base, s_base, 1.0, 0.0)
     r = local_structure_correlation(z_model, z_base, k).item()
     return GeometryChange(s_base, s_model, s_model / s_base, 1.0 - r)
 
