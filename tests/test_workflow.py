@@ -142,7 +142,7 @@ def test_adding_a_subject_schedules_only_its_jobs(finished_run):
         config_path.write_text(original)
     rules = sorted(rule for rule, _ in jobs)
     shared = list(SHARED)
-    own = ["make_references", "train_ti", "generate_personalized", "score", "disrupt", "figure_grid"]
+    own = ["make_references", "train_ti", "generate_personalized", "score", "disrupt", "figure_grid", "geometry"]
     own += ["tea_sweep", "tea_score", "collapse_trajectory"]
     assert rules == sorted(own + shared)
     for rule, outputs in jobs:
@@ -178,6 +178,8 @@ def test_dry_runs_show_the_whole_dag(tmp_path, tiny_config):
             "figure_scatter": 1,
             "figure_category_matrix": 1,
             "figure_grid": 14,
+            "geometry": 14,
+            "sage_claims": 1,
             "tea_sweep": 10,
             "tea_score": 10,
             "tea_tradeoff": 1,
@@ -302,7 +304,8 @@ def test_study_configs_schedule_all_45_models(tmp_path, tiny_config, study):
     counts = pd.Series([rule for rule, _ in jobs]).value_counts()
     assert counts["generate_personalized"] == 45 * 4 and counts["generate_base"] == 4  # 200 prompts / 50
     assert counts["noise_floor"] == 4 and "build_tiny_base" not in counts
-    assert sum(counts[r] for r in counts.index if r not in LOCAL_RULES) < 700  # submissions at paper scale
+    # submissions at paper scale: 657 measuring jobs and one geometry job per model
+    assert sum(counts[r] for r in counts.index if r not in LOCAL_RULES) < 750
 
 
 def test_audit_example_config_schedules_every_external_adapter(tmp_path, tiny_config):
@@ -425,6 +428,7 @@ SHARED = {
     "figure_category_matrix",
     "tea_tradeoff",
     "collapse_summary",
+    "sage_claims",
     "report",
     "all",
 }
@@ -494,6 +498,7 @@ def test_editing_a_figure_module_reschedules_figures_and_report_only(finished_ru
         "figure_grid",
         "tea_tradeoff",
         "collapse_summary",
+        "sage_claims",  # it draws the geometry figure
         "report",
         "all",
     }
