@@ -357,8 +357,8 @@ def test_analysis_outputs_and_report(finished_run):
         assert image.std() > 10, figure
         assert (results / f"figures/{figure}.pdf").read_bytes()[:5] == b"%PDF-"
     page = (results / "report.html").read_text()
-    # every figure inlined (works offline): the map's, plus the TEA trade-off and the collapse figures
-    assert page.count('src="data:image/png;base64,') == len(FIGURES) + 2
+    # every figure inlined (works offline): the map's, plus the TEA trade-off, collapse and geometry figures
+    assert page.count('src="data:image/png;base64,') == len(FIGURES) + 3
     assert "http://" not in page.replace("http://www.w3.org", "") and 'src="http' not in page
     for words in ("H1", "H2", "H3", "tau_sem", "Table 1", "Mann-Whitney", "torch_threads"):
         assert words in page, words
