@@ -31,6 +31,8 @@ MODELS = list(PLAN.models)  # personalized models, "subject/method"
 SHARDS = PLAN.shard_names
 SEEDS = entmap_config.seeds(config)
 GENERATION = entmap_config.generation_settings(config)
+# The audit's probe image: one image at the first seed, so the number of seeds is not its concern.
+PROBE_SETTINGS = {key: value for key, value in config["generation"].items() if key != "seeds"}
 BASE_MODEL = entmap_config.base_model_id(config)
 SCORER = entmap_config.scorer_spec(config)
 RUNTIME = {"device": config["device"], "dtype": config["dtype"], "threads": config["torch_threads"]}

@@ -88,7 +88,7 @@ rule audit_external:
         code=script_code("audit_external"),
         spec=lambda wildcards: config["external"][wildcards.subject],
         base_model=BASE_MODEL,
-        generation=config["generation"],
+        generation=PROBE_SETTINGS,
     script:
         "../workflow_scripts/audit_external.py"
 

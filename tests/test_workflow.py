@@ -438,7 +438,7 @@ def test_changing_one_subjects_training_reruns_only_that_subject(finished_run):
     jobs = dry_run_with(finished_run, lambda c: c["subjects"]["face1"].setdefault("train", {}).update(ti={"steps": 5}))
     own = [(rule, out) for rule, out in jobs if rule not in SHARED]
     assert sorted(rule for rule, _ in own) == sorted(
-        ["train_ti", "generate_personalized", "score", "disrupt", "figure_grid"]
+        ["train_ti", "generate_personalized", "score", "disrupt", "figure_grid", "geometry"]
         + ["tea_sweep", "tea_score", "collapse_trajectory"]
     )
     assert all("face1/ti" in out or out == "results/collapse/face1.csv" for _, out in own), own
