@@ -58,13 +58,14 @@ SAGE_OUTPUTS = [
     "results/tables/geometry.csv",
     "results/tables/sage_correlations.csv",
     "results/tables/sage_agreement.csv",
+    "results/tables/sage_regularizer.csv",
     "results/figures/geometry.png",
 ]
 
 
 wildcard_constraints:
     subject="[a-z0-9_-]+",
-    method="|".join(vocabulary.MODEL_METHODS),
+    method=vocabulary.METHOD_REGEX,
     shard="[0-9]+",
     class_slug="[a-z0-9-]+",
 
@@ -124,6 +125,12 @@ def class_images_input(wildcards):
 
 def tea_spec(wildcards):
     return TEA_MODELS[f"{wildcards.subject}/{wildcards.method}"]
+
+
+def tea_tradeoff_input(wildcards):
+    """The TEA trade-off table when the run sweeps a variant (its CLIP-I is the identity a variant kept)."""
+    swept = [model for model in TEA_MODELS if vocabulary.split_method(model.split("/", 1)[1])[1]]
+    return ["results/tables/tea_tradeoff.csv"] if swept else []
 
 
 def tea_reference_input(wildcards):

@@ -33,10 +33,12 @@ rule sage_claims:
     input:
         geometry=expand("results/geometry/{model}.parquet", model=MODELS),
         cells="results/maps/cells.parquet",
+        tradeoff=tea_tradeoff_input,
     output:
         summary="results/tables/geometry.csv",
         correlations="results/tables/sage_correlations.csv",
         agreement="results/tables/sage_agreement.csv",
+        regularizer="results/tables/sage_regularizer.csv",
         figure=report("results/figures/geometry.png", caption="../resources/report/figure.rst", category="Figures"),
         pdf="results/figures/geometry.pdf",
     log:
@@ -47,6 +49,7 @@ rule sage_claims:
     params:
         code=script_code("sage_claims"),
         settings=config["analysis"],
+        own_category=config["subject_categories"],
         caption=figure_caption("geometry"),
     script:
         "../workflow_scripts/sage_claims.py"

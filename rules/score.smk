@@ -13,7 +13,7 @@ rule score:
     benchmark:
         "results/benchmarks/score/{model}/{shard}.tsv"
     wildcard_constraints:
-        model="base|[a-z0-9_-]+/(ti|lora|cd|external|perturb)",
+        model=f"base|[a-z0-9_-]+/{vocabulary.METHOD_REGEX}",
     conda:
         CONDA_ENV
     threads: config["torch_threads"]

@@ -15,7 +15,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{subject}/{method}.tsv"
     wildcard_constraints:
-        method="lora|cd",
+        method=f"(?:lora|cd){vocabulary.VARIANT_REGEX}",
     conda:
         CONDA_ENV
     threads: config["torch_threads"]
@@ -41,7 +41,7 @@ use rule train as train_ti with:
         train_log="results/adapters/{subject}/{method}/train_log.parquet",
         trajectory="results/adapters/{subject}/{method}/trajectory.safetensors",
     wildcard_constraints:
-        method="ti",
+        method=f"ti{vocabulary.VARIANT_REGEX}",
 
 
 rule class_images:

@@ -60,8 +60,9 @@ def tiny_config() -> dict:
 def small_config() -> dict:
     """configs/tiny.yaml (random-weight models) cut down: 6 prompts in one shard, 2 seeds, every method once.
 
-    Models: face1/ti, face1/lora (with prior preservation), bands1/cd, someone_lora/external and
-    the planted-effect controls kv0, kv0p2, kv0p5 (perturb); TEA sweeps of the first four (alpha
+    Models: face1/ti, face1/lora (with prior preservation), face1/lora+sage (the same with SAGE's
+    geometry regularizer: a variant), bands1/cd, someone_lora/external and the planted-effect
+    controls kv0, kv0p2, kv0p5 (perturb); TEA sweeps of the first five (alpha
     0 and 0.8 at beta 1.5, two context prompts, one seed) and face1's collapse diagnostics.
     """
     config = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
@@ -72,7 +73,7 @@ def small_config() -> dict:
     config["methods"]["lora"].update(steps=4, learning_rate=1e-2, num_class_images=2)
     config["methods"]["cd"].update(steps=4, learning_rate=5e-3)
     config["subjects"] = {k: config["subjects"][k] for k in ("face1", "bands1")}
-    config["subjects"]["face1"]["methods"] = ["ti", "lora"]
+    config["subjects"]["face1"]["methods"] = ["ti", "lora", "lora+sage"]
     config["subjects"]["bands1"]["methods"] = ["cd"]
     config["perturb"]["scales"] = [0, 0.2, 0.5]
     config["analysis"]["bootstrap"] = 200

@@ -127,6 +127,29 @@ def test_merged_per_subject_override_is_validated(config):
     expect_error(config, "subjects.face1.train.lora (merged).rank")
 
 
+def test_a_variant_merges_its_settings_over_its_method_and_is_checked(config):
+    config["subjects"]["face1"]["methods"] = ["ti", "lora", "lora+sage"]
+    config["subjects"]["face1"]["train"] = {"lora": {"steps": 7}}
+    plan = load_plan(config, SCHEMA)
+    assert plan.models[:3] == ("face1/ti", "face1/lora", "face1/lora+sage")
+    plain, variant = method_settings(config, "face1", "lora"), method_settings(config, "face1", "lora+sage")
+    assert variant == {**plain, **config["variants"]["sage"]} and variant["steps"] == 7  # subject override kept
+    assert "geometry_regularizer" not in plain
+    # the variant names its block; its merged settings are validated against its method's schema
+    config["subjects"]["face1"]["methods"] = ["lora+sharp"]
+    expect_error(config, "subjects.face1.methods", "'lora+sharp'", "variants.sharp")
+    config["subjects"]["face1"]["methods"] = ["lora+sage"]
+    config["variants"]["sage"]["rank"] = "four"
+    expect_error(config, "variants.sage over methods.lora (merged).rank")
+    del config["variants"]["sage"]["rank"]
+    config["subjects"]["face1"]["methods"] = ["lora+Sage"]
+    expect_error(config, "subjects.face1.methods.0")
+    # the variant's anchors are held out from evaluation like any method's
+    config["subjects"]["face1"]["methods"] = ["lora+sage"]
+    config["variants"]["sage"]["geometry_regularizer"]["anchor_suite"] = config["prompts"]["suite"]
+    expect_error(config, "subjects.face1: lora+sage.geometry_regularizer.anchor_suite", "also evaluated")
+
+
 def test_tea_applies_where_the_method_allows_it(config):
     from entmap.config.plan import collapse_subjects, tea_models
 
@@ -171,7 +194,7 @@ def test_default_toy_world_config_is_valid(monkeypatch):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     plan = load_plan(config, SCHEMA)
     assert len(plan.prompts) == 18 and tuple(dict.fromkeys(plan.prompts["category"])) == TOY_CATEGORIES
-    assert "smiley/ti" in plan.models and "zigzag/cd" in plan.models
+    assert "smiley/ti" in plan.models and "zigzag/cd" in plan.models and "star/lora+sage" in plan.models
     assert tea_models(config)["star/lora"]["class_word"] == "diamond"
     config["subject_categories"]["face"] = "people"  # not a category of the toy suite
     expect_error(config, "subject_categories.face", "'people'", "toyworld-60.tsv")

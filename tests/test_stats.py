@@ -229,13 +229,15 @@ def test_paired_shift_matches_scipy_and_flags_a_planted_shift():
 
 
 def with_extra_models(rng, seeds, cells, scale):
-    """Append planted-effect controls (method perturb) and external adapters declaring a category."""
+    """Append planted-effect controls (method perturb), external adapters declaring a category and a
+    variant of a trained method."""
     extra_seeds = []
     for name, method, category in (
         ("kv0p2/perturb", "perturb", "control"),
         ("kv0p5/perturb", "perturb", "control"),
         ("watercolor/external", "external", "style"),
         ("someone/external", "external", "face"),
+        ("face0/ti+sage", "ti+sage", "face"),  # a variant of a trained method (config `variants`)
     ):
         block = seeds[seeds["model"] == "face0/ti"].copy()
         block["model"], block["subject"], block["method"], block["subject_category"] = (
@@ -255,7 +257,7 @@ def with_extra_models(rng, seeds, cells, scale):
     return all_seeds, pd.concat([cells, extra], ignore_index=True)
 
 
-def test_study_tables_and_hypotheses_do_not_move_with_controls_or_external_adapters():
+def test_study_tables_and_hypotheses_do_not_move_with_controls_variants_or_external_adapters():
     seeds, cells = synthetic(np.random.default_rng(7), style_shift=0.005)
     big_seeds, big_cells = with_extra_models(np.random.default_rng(8), seeds, cells, scale=0.2)
     other_seeds, other_cells = with_extra_models(np.random.default_rng(9), seeds, cells, scale=0.05)
@@ -274,7 +276,8 @@ def test_study_tables_and_hypotheses_do_not_move_with_controls_or_external_adapt
         assert result["H3"]["means"] == expected["H3"]["means"]
     # the others are scored against the study's bounds: E by hand for one external adapter
     per_model = runs[0].per_model.set_index("model")
-    assert set(per_model.loc[["kv0p2/perturb", "watercolor/external"], "population"]) == {"control", "external"}
+    populations = per_model.loc[["kv0p2/perturb", "watercolor/external", "face0/ti+sage"], "population"]
+    assert list(populations) == ["control", "external", "variant"]
     ext = big_cells[big_cells["model"] == "someone/external"]
     non_target = ext[ext["category"] != "people"]
     b = alone.bounds

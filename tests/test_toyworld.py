@@ -51,6 +51,17 @@ def test_shipped_suite_is_the_generated_one():
     assert not suite["text"].str.contains("plain pattern").any()
 
 
+def test_shipped_anchor_suite_is_the_generated_one_and_never_evaluated():
+    from entmap.inputs.prompt_suites import load_prompts
+    from entmap.toyworld.suite import anchors_tsv
+
+    assert (REPO / "resources/prompts/toyworld-anchors.tsv").read_text() == anchors_tsv()
+    anchors = load_prompts(REPO / "resources/prompts/toyworld-anchors.tsv")
+    suite = load_prompts(REPO / "resources/prompts/toyworld-60.tsv")
+    assert len(anchors) == 24 and anchors["text"].is_unique
+    assert not set(anchors["text"]) & set(suite["text"])
+
+
 def test_subjects_are_deterministic_and_large_enough_for_reference_folders():
     for kind in TOY_KINDS:
         a = np.asarray(draw_subject(kind, np.random.default_rng([1, 2])))

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.workflow
 MODELS = [
     "face1/ti",
     "face1/lora",
+    "face1/lora+sage",
     "bands1/cd",
     "someone_lora/external",
     "kv0/perturb",
@@ -56,7 +57,7 @@ def test_default_run_writes_the_map(finished_run):
     ):
         assert (results / name).is_file(), name
     cells = read_table(results / "maps/cells.parquet", CELLS)
-    assert len(cells) == 6 * len(MODELS)  # 6 prompts x 7 personalized models
+    assert len(cells) == 6 * len(MODELS)  # 6 prompts x 8 personalized models
     assert set(cells["model"]) == set(MODELS)
     # cells are the seed means of the per-seed disruption tables
     seeds = pd.concat([read_table(p, DISRUPTION) for p in sorted(results.glob("disruption/*/*/*.parquet"))])
@@ -368,6 +369,7 @@ def test_tea_sweeps_and_collapse_diagnostics(finished_run):
     results = finished_run / "results"
     table = pd.read_csv(results / "tables/tea_tradeoff.csv")
     levels = {"face1/ti": "token", "face1/lora": "prompt", "bands1/cd": "prompt", "someone_lora/external": "prompt"}
+    levels["face1/lora+sage"] = "prompt"  # a variant is swept with its method
     assert dict(zip(table["model"], table["level"], strict=False)) == levels
     assert set(table["setting"]) == {"none", "a0_b1.5", "a0.8_b1.5"} and (table["n"] == 2).all()
     unadjusted = table[table["setting"] == "none"]
@@ -568,6 +570,38 @@ def test_geometry_tables_follow_what_each_method_changes(finished_run):
     report = (results / "report.html").read_text()
     assert "Prompt geometry and structured faithfulness (SAGE)" in report and "Claim 2" in report
     assert (results / "figures/geometry.png").stat().st_size > 10_000
+
+
+def test_a_method_runs_with_and_without_the_regularizer_side_by_side(finished_run):
+    """face1/lora+sage is LoRA with SAGE's regularizer: its own population, compared with face1/lora."""
+    results = finished_run / "results"
+    meta = json.loads((results / "adapters/face1/lora+sage/meta.json").read_text())
+    assert meta["format"] == "lora" and meta["settings"]["geometry_regularizer"]["lambda_spread"] == 2.0
+    assert "geometry_regularizer" not in json.loads((results / "adapters/face1/lora/meta.json").read_text())["settings"]
+    per_model = pd.read_csv(results / "tables/per_model.csv").set_index("model")
+    assert per_model.loc["face1/lora+sage", "population"] == "variant"
+    assert per_model.loc["face1/lora", "population"] == "study"
+    assert "lora+sage" not in set(pd.read_csv(results / "tables/table1.csv")["method"])
+    hyp = json.loads((results / "stats/hypotheses.json").read_text())
+    assert "lora+sage" not in hyp["population"]
+    table = pd.read_csv(results / "tables/sage_regularizer.csv").set_index("quantity")
+    assert set(table["subject"]) == {"face1"} and set(table["variant"]) == {"sage"}
+    # delta by hand: paired over face1's non-target prompts (face -> people is its own category)
+    cells = read_table(results / "maps/cells.parquet", CELLS)
+    cells = cells[cells["category"] != "people"].pivot(index="prompt_id", columns="model", values="e_sem")
+    delta = (cells["face1/lora+sage"] - cells["face1/lora"]).mean()
+    assert table.loc["e_sem", "delta"] == pytest.approx(delta)
+    assert table.loc["e_sem", "ci_low"] <= table.loc["e_sem", "delta"] <= table.loc["e_sem", "ci_high"]
+    geometry = pd.read_csv(results / "tables/geometry.csv").set_index(["model", "level"])
+    assert table.loc["kv_distortion", "variant_value"] == pytest.approx(
+        geometry.loc[("face1/lora+sage", "kv"), "distortion"]
+    )
+    tradeoff = pd.read_csv(results / "tables/tea_tradeoff.csv")
+    kept = tradeoff[(tradeoff["setting"] == "none")].set_index("model")["clip_image"]
+    assert table.loc["identity_clip_image", "method_value"] == pytest.approx(kept["face1/lora"])
+    assert table.loc["identity_clip_image", "variant_value"] == pytest.approx(kept["face1/lora+sage"])
+    page = (results / "report.html").read_text()
+    assert "Claim 3" in page and "lora+sage against lora over 1 subject:" in page
 
 
 def test_snakemake_report_on_the_finished_run(finished_run, tmp_path):

@@ -13,5 +13,8 @@ with job_log(sm.log[0]):
         sm.output.summary,
         sm.output.correlations,
         sm.output.agreement,
+        sm.output.regularizer,
+        sm.params.own_category,
+        sm.input.tradeoff[0] if sm.input.tradeoff else None,
     )
     geometry_figure(sm.output.summary, sm.output.figure.removesuffix(".png"))

@@ -8,7 +8,7 @@
   correlation r = 2U / (n1 n2) - 1 as effect size and the exact sample sizes;
 * per-cell significance against the noise floor: one-sided Mann-Whitney U of a cell's per-seed
   shifts against all base-model seed-pair shifts, Benjamini-Hochberg FDR over the cells of each
-  population separately (study, external, control), so adding a control moves no study q-value;
+  population separately (study, external, control, variant), so adding a control moves no study q-value;
 * a linear mixed model of E_sem on method x subject category + prompt category with crossed
   random intercepts for prompt and subject (statsmodels MixedLM, variance components);
 * per model, a paired test of the personalized against the base model's CLIP score across
@@ -164,7 +164,7 @@ def paired_shift(cells: pd.DataFrame, alpha: float = 0.05, include_external: boo
     return {
         "test": "per model: mean signed CLIP-score shift per prompt vs 0 (paired personalized - base), "
         "two-sided one-sample t-test and Wilcoxon signed-rank; BH on the t-test over the models of each "
-        "population (study, external, control)",
+        "population (study, external, control, variant)",
         "alpha": alpha,
         "significant_models": sorted(m for m, r in by_model.items() if r["significant"]),
         "by_model": by_model,

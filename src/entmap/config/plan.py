@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from entmap.config.validation import ConfigError, validate_config
-from entmap.core.vocabulary import CONTROL_CATEGORY, TEA_METHODS
+from entmap.core.vocabulary import CONTROL_CATEGORY, TEA_METHODS, split_method
 from entmap.inputs.prompt_suites import (
     Shard,
     anchor_prompts,
@@ -97,8 +97,14 @@ def check_semantics(config: dict[str, Any]) -> None:
                 f"use one of {sorted(config['subject_categories'])} or add it to subject_categories"
             )
         for method in subject["methods"]:
-            if method not in config["methods"]:
-                problems.append(f"{where}.methods: method {method!r} has no settings block methods.{method}")
+            base, variant = split_method(method)
+            if base not in config["methods"]:
+                problems.append(f"{where}.methods: method {base!r} has no settings block methods.{base}")
+            if variant is not None and variant not in config.get("variants", {}):
+                problems.append(
+                    f"{where}.methods: {method!r} names variant {variant!r}, which has no block variants.{variant}; "
+                    f"add that block or remove {method!r}"
+                )
         refs = subject["references"]
         if isinstance(refs, str):
             try:
@@ -144,7 +150,7 @@ def family_problems(config: dict[str, Any], family: Family) -> list[str]:
     available = sorted(family.methods)
     for name, subject in config["subjects"].items():
         for method in subject["methods"]:
-            if method not in family.methods:
+            if split_method(method)[0] not in family.methods:
                 problems.append(
                     f"subjects.{name}.methods: {method!r} is not available for the {family.name} family of "
                     f"base.model (available: {', '.join(available)})"
@@ -222,9 +228,13 @@ def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Pl
 
 
 def method_settings(config: dict[str, Any], subject: str, method: str) -> dict[str, Any]:
-    """The training settings of ``method`` for ``subject``: the methods block plus overrides."""
-    settings = copy.deepcopy(config["methods"][method])
-    settings.update(config["subjects"][subject].get("train", {}).get(method, {}))
+    """The training settings of ``method`` for ``subject``: the methods block, then the subject's
+    overrides, then (for ``METHOD+VARIANT``) the variant's settings."""
+    base, variant = split_method(method)
+    settings = copy.deepcopy(config["methods"][base])
+    settings.update(config["subjects"][subject].get("train", {}).get(base, {}))
+    if variant is not None:
+        settings.update(copy.deepcopy(config["variants"][variant]))
     return settings
 
 
@@ -235,8 +245,8 @@ def subject_token(config: dict[str, Any], subject: str) -> str:
 
 def method_token(config: dict[str, Any], subject: str, method: str) -> str:
     """The token a method learns: a new token for ti/cd, the rare-token identifier for LoRA."""
-    if method == "lora":
-        return method_settings(config, subject, "lora").get("identifier", "sks")
+    if split_method(method)[0] == "lora":
+        return method_settings(config, subject, method).get("identifier", "sks")
     return subject_token(config, subject)
 
 
@@ -324,8 +334,9 @@ def tea_models(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     Token level: Textual Inversion (trained, or external kind ti). Prompt level: LoRA trained
     with a text-encoder adapter, Custom Diffusion, and external lora/cd/checkpoint adapters that
-    declare ``token`` and ``class_word``. ``references`` is the folder CLIP-I compares against
-    (None: an external adapter without references).
+    declare ``token`` and ``class_word``. A variant (``lora+sage``) goes with its method, so its
+    identity (CLIP-I of the unadjusted model) is measured beside the method's. ``references`` is
+    the folder CLIP-I compares against (None: an external adapter without references).
     """
     if not tea_enabled(config):
         return {}
@@ -335,12 +346,13 @@ def tea_models(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         refs = subject["references"]
         folder = refs if isinstance(refs, str) else f"results/references/{name}"
         for method in subject["methods"]:
-            if method not in methods:
+            base = split_method(method)[0]
+            if base not in methods:
                 continue
-            if method == "lora" and not method_settings(config, name, "lora").get("train_text_encoder", False):
+            if base == "lora" and not method_settings(config, name, method).get("train_text_encoder", False):
                 continue
             models[f"{name}/{method}"] = {
-                "level": "token" if method == "ti" else "prompt",
+                "level": "token" if base == "ti" else "prompt",
                 "token": method_token(config, name, method),
                 "class_word": subject["class_word"],
                 "references": folder,

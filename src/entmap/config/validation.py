@@ -9,6 +9,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from entmap.core.vocabulary import split_method
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key or file and the fix."""
@@ -56,18 +58,27 @@ def load_config_file(path: str | os.PathLike[str]) -> Any:
 def validate_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> None:
     """Validate ``config`` against the JSON schema; raise ConfigError listing every problem.
 
-    Per-subject training overrides are merged into the method's settings and the result is
-    validated against the method's schema too.
+    Per-subject training overrides and variants (``lora+sage``: ``variants.sage`` over
+    ``methods.lora``) are merged into the method's settings and the result is validated against the
+    method's schema too.
     """
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
     lines = schema_errors(schema, config, "")
     if not lines:
+
+        def check_merged(method: str, merged: dict[str, Any], where: str) -> None:
+            sub = {"$ref": f"#/$defs/{method}_settings", "$defs": schema["$defs"]}
+            lines.extend(schema_errors(sub, merged, f"{where} (merged)"))
+
         for name, subject in config["subjects"].items():
             for method, override in subject.get("train", {}).items():
                 if method in config["methods"]:
-                    merged = {**config["methods"][method], **override}
-                    sub = {"$ref": f"#/$defs/{method}_settings", "$defs": schema["$defs"]}
-                    lines += schema_errors(sub, merged, f"subjects.{name}.train.{method} (merged)")
+                    check_merged(method, {**config["methods"][method], **override}, f"subjects.{name}.train.{method}")
+        used = {split_method(m) for subject in config["subjects"].values() for m in subject["methods"]}
+        for base, variant in sorted(used, key=str):
+            if variant in config.get("variants", {}) and base in config["methods"]:
+                merged = {**config["methods"][base], **config["variants"][variant]}
+                check_merged(base, merged, f"variants.{variant} over methods.{base}")
     if lines:
         raise ConfigError(f"invalid configuration (see {schema_path}):\n" + "\n".join(lines))
 

@@ -13,8 +13,17 @@ TRAINED_METHODS: tuple[str, ...] = ("ti", "lora", "cd")
 MODEL_METHODS: tuple[str, ...] = (*TRAINED_METHODS, "external", "perturb")
 #: Methods a TEA sweep can cover.
 TEA_METHODS: tuple[str, ...] = (*TRAINED_METHODS, "external")
+#: The TEA sweep's setting name of the model as trained (no adjustment).
+UNADJUSTED = "none"
 #: Kinds of adapter file an external entry can declare.
 EXTERNAL_KINDS: tuple[str, ...] = ("lora", "ti", "cd", "checkpoint")
+#: A variant of a trained method: the method re-trained with some settings changed (the config's
+#: ``variants`` block), written ``<method>+<variant>`` (e.g. ``lora+sage``) and mapped beside it.
+VARIANT_SEPARATOR = "+"
+#: The variant part of a method name as a regular expression (Snakemake's wildcard constraints).
+VARIANT_REGEX = r"(?:\+[a-z][a-z0-9_]*)?"
+#: Every method of a model of the map as a regular expression.
+METHOD_REGEX = f"(?:(?:{'|'.join(TRAINED_METHODS)}){VARIANT_REGEX}|external|perturb)"
 #: Human-readable method names.
 METHOD_NAMES: dict[str, str] = {
     "ti": "Textual Inversion",
@@ -31,13 +40,29 @@ CONTROL_CATEGORY = "control"
 
 #: Populations of the analysis: the study's trained models set E's bounds, the paper's tables and
 #: the hypotheses; external adapters and planted-effect controls are reported beside them.
-STUDY, EXTERNAL, CONTROL = "study", "external", "control"
-POPULATIONS: tuple[str, ...] = (STUDY, EXTERNAL, CONTROL)
+#: Variants of a trained method (``lora+sage``) are compared with their method, never pooled with it.
+STUDY, EXTERNAL, CONTROL, VARIANT = "study", "external", "control", "variant"
+POPULATIONS: tuple[str, ...] = (STUDY, EXTERNAL, CONTROL, VARIANT)
+
+
+def split_method(method: str) -> tuple[str, str | None]:
+    """(method, variant) of a model's method: ``"lora+sage"`` -> ``("lora", "sage")``, ``"ti"`` -> ``("ti", None)``."""
+    name, _, variant = method.partition(VARIANT_SEPARATOR)
+    return name, variant or None
+
+
+def method_name(method: str) -> str:
+    """A method's name in words: ``"lora+sage"`` -> "DreamBooth-LoRA + sage"."""
+    name, variant = split_method(method)
+    words = METHOD_NAMES.get(name, name)
+    return f"{words} + {variant}" if variant else words
 
 
 def population(method: str, include_external: bool = False) -> str:
     """The population of a model of the map by its method (``analysis.include_external`` moves
-    external adapters into the study)."""
+    external adapters into the study; a variant of a trained method is its own population)."""
+    if split_method(method)[1] is not None:
+        return VARIANT
     if method in TRAINED_METHODS or (method == "external" and include_external):
         return STUDY
     return EXTERNAL if method == "external" else CONTROL
@@ -89,7 +114,7 @@ FIGURES: dict[str, tuple[str, str]] = {
 TABLES: dict[str, tuple[str, str]] = {
     "per_model": (
         "Per-model summary",
-        "Every model with its population (study, external, control): mean E_sem and E_per over all prompts, "
+        "Every model with its population (study, external, control, variant): mean E_sem and E_per over all prompts, "
         "E over non-target prompts against the study's bounds, share of cells above the noise floor, "
         "BH-flagged cells; 95% bootstrap intervals.",
     ),
@@ -127,6 +152,13 @@ TABLES: dict[str, tuple[str, str]] = {
         "CLIP score against structured faithfulness",
         "Cells scored structurally: the CLIP score moved (E_sem above tau_sem) and/or E_struct moved (> 0); "
         "struct_missed_by_clip = share of E_struct changes the CLIP score misses.",
+    ),
+    "sage_regularizer": (
+        "A method with and without the geometry regularizer",
+        "Each variant (e.g. lora+sage) against its method, per subject: mean E_sem, E_per, E_struct over the "
+        "subject's non-target prompts and delta = variant - method (< 0: less disruption) with a 95% interval "
+        "resampling the paired prompts; mean distortion and spread ratio per geometry level; identity_clip_image: "
+        "CLIP-I of the unadjusted model's TEA-sweep images against the references.",
     ),
     "collapse": (
         "Semantic collapse over training",

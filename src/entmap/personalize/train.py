@@ -18,6 +18,7 @@ from entmap.core.atomic import atomic_dir
 from entmap.core.image_codec import png_bytes
 from entmap.core.provenance import __version__
 from entmap.core.runtime import configure_torch, resolve_device
+from entmap.core.vocabulary import split_method
 from entmap.inputs.references import load_images, load_reference_images
 from entmap.models.adapter_meta import ADAPTER_FILE, write_meta
 from entmap.models.loading import load_pipeline, open_model
@@ -41,7 +42,11 @@ def train_adapter(
     device: str = "auto",
     threads: int = 1,
 ) -> None:
-    """Train ``method`` for ``subject`` on its reference images and write the adapter folder."""
+    """Train ``method`` for ``subject`` on its reference images and write the adapter folder.
+
+    ``method`` is ti, lora or cd, or a variant of one (``lora+sage``: ``settings`` already carry the
+    variant's); the adapter file is the method's, so it loads as the method's (``format``).
+    """
     configure_torch(threads)
     torch_device = resolve_device(device)
     out_dir = Path(out_dir)
@@ -50,26 +55,28 @@ def train_adapter(
     class_images = load_images(class_dir) if class_dir else None
     class_word = subject_config["class_word"]
     extra: dict[str, Any] = {}
-    if method == "ti":
+    kind = split_method(method)[0]
+    if kind == "ti":
         result = train_textual_inversion(
             pipe, images, token, class_word, templates_for(subject_config["category"]), settings, torch_device
         )
         save_textual_inversion(result, out_dir)
-    elif method == "lora":
+    elif kind == "lora":
         result = train_lora(pipe, images, class_images, token, class_word, settings, torch_device)
         save_lora(pipe, out_dir / ADAPTER_FILE)
         extra["instance_prompt"] = result.instance_prompt
-    elif method == "cd":
+    elif kind == "cd":
         result = train_custom_diffusion(pipe, images, class_images, token, class_word, settings, torch_device)
         save_custom_diffusion(pipe, result.token_ids, out_dir / ADAPTER_FILE)
         extra["instance_prompt"] = result.instance_prompt
     else:
-        raise ValueError(f"unknown method {method!r}; use ti, lora or cd")
+        raise ValueError(f"unknown method {method!r}; use ti, lora or cd, or METHOD+VARIANT")
     result.log.write(out_dir / "train_log.parquet")
     write_meta(
         out_dir / "meta.json",
         {
             "method": method,
+            "format": kind,
             "subject": subject,
             "subject_category": subject_config["category"],
             "class_word": class_word,

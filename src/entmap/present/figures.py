@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from entmap.core.atomic import atomic_path  # noqa: E402
-from entmap.core.vocabulary import CONTROL_CATEGORY, MODEL_METHODS  # noqa: E402
+from entmap.core.vocabulary import CONTROL_CATEGORY, MODEL_METHODS, split_method  # noqa: E402
 from entmap.inputs.prompt_suites import PROMPT_CATEGORIES  # noqa: E402
 
 
@@ -34,7 +34,12 @@ def save_figure(fig: plt.Figure, stem: str | os.PathLike[str], dpi: int = 200) -
 def _column_order(cells: pd.DataFrame) -> list[str]:
     models = cells.drop_duplicates("model")[["model", "method", "subject_category", "subject"]]
     rank = {m: i for i, m in enumerate(MODEL_METHODS)}
-    models = models.assign(_m=models["method"].map(lambda m: rank.get(m, len(rank))))
+
+    def method_rank(method: str) -> tuple[int, str]:  # a variant (lora+sage) right after its method
+        base, variant = split_method(method)
+        return rank.get(base, len(rank)), variant or ""
+
+    models = models.assign(_m=models["method"].map(method_rank))
     return list(models.sort_values(["_m", "subject_category", "subject"])["model"])
 
 
@@ -158,7 +163,8 @@ def plot_drift_scatter(per_model: pd.DataFrame, tau_sem: float, tau_per: float, 
                 [row["mean_e_sem_ci_high"] - row["mean_e_sem"]],
             ],
             fmt=CATEGORY_MARKERS.get(row["subject_category"], "D"),
-            color=METHOD_COLOURS.get(row["method"], "black"),
+            color=METHOD_COLOURS.get(split_method(row["method"])[0], "black"),
+            markerfacecolor="white" if split_method(row["method"])[1] else None,  # variants hollow
             markersize=7,
             elinewidth=0.8,
             capsize=2,
@@ -203,6 +209,11 @@ def plot_drift_scatter(per_model: pd.DataFrame, tau_sem: float, tau_per: float, 
         plt.Line2D([], [], color=c, marker="o", linestyle="", label=m)
         for m, c in METHOD_COLOURS.items()
         if m in set(per_model["method"])
+    ]
+    handles += [
+        plt.Line2D([], [], color=METHOD_COLOURS.get(split_method(m)[0], "black"), marker="o", mfc="w", ls="", label=m)
+        for m in sorted(set(per_model["method"]))
+        if split_method(m)[1]
     ]
     handles += [
         plt.Line2D([], [], color="black", marker=mk, linestyle="", label=c)

@@ -100,7 +100,7 @@ def _section_item(path: str) -> dict[str, Any]:
 def populations_in_words(per_model: pd.DataFrame, bounds: dict[str, Any]) -> str:
     """Which models each number is over (docs/analysis.md, "Populations")."""
     counts = per_model["population"].value_counts() if "population" in per_model else pd.Series(dtype=int)
-    beside = ", ".join(f"{counts[name]} {name}" for name in ("external", "control") if counts.get(name, 0))
+    beside = ", ".join(f"{counts[name]} {name}" for name in ("external", "control", "variant") if counts.get(name, 0))
     text = (
         f"Populations: E's min-max bounds are over {bounds['scope']}; Table 1, Table 2, the category matrix "
         f"and H1-H3 are over the study's {int(counts.get('study', 0))} models"
@@ -207,7 +207,44 @@ def sage_in_words(paths: list[str]) -> list[str]:
             "Claim 1 (coarse scores miss fine damage): no cell is scored structurally in this run "
             "(set prompts.structure)."
         )
+    lines.append(regularizer_in_words(tables.get("sage_regularizer")))
     return lines
+
+
+def regularizer_in_words(table: pd.DataFrame | None) -> str:
+    """Claim 3 in numbers: each variant against its method, over the subjects that ran both."""
+    if table is None or not len(table):
+        return (
+            "Claim 3 (a geometry-preserving regularizer restores fidelity): no method runs with and without it in "
+            "this run (add a variant such as lora+sage to a subject's methods)."
+        )
+    parts = []
+    for (method, variant), rows in table.groupby(["method", "variant"], sort=True):
+        subjects = sorted(rows["subject"].unique())
+        words = []
+        for quantity in ("e_sem", "e_struct", "e_per"):
+            chosen = rows[rows["quantity"] == quantity].dropna(subset=["delta"])
+            if len(chosen):
+                lower = int((chosen["ci_high"] < 0).sum())
+                higher = int((chosen["ci_low"] > 0).sum())
+                words.append(
+                    f"mean {quantity.replace('e_', 'E_')} {chosen['method_value'].mean():.3g} -> "
+                    f"{chosen['variant_value'].mean():.3g} (lower in {lower}, higher in {higher} of {len(chosen)} "
+                    "subjects at 95%)"
+                )
+        for quantity, label in (("kv_distortion", "k/v distortion"), ("text_distortion", "text-encoder distortion")):
+            chosen = rows[rows["quantity"] == quantity].dropna(subset=["method_value"])
+            if len(chosen):
+                words.append(f"{label} {chosen['method_value'].mean():.3g} -> {chosen['variant_value'].mean():.3g}")
+        chosen = rows[rows["quantity"] == "identity_clip_image"].dropna(subset=["method_value"])
+        if len(chosen):
+            words.append(
+                f"identity kept (CLIP-I to the references) {chosen['method_value'].mean():.3g} -> "
+                f"{chosen['variant_value'].mean():.3g}"
+            )
+        count = f"{len(subjects)} subject{'' if len(subjects) == 1 else 's'}"
+        parts.append(f"{method}+{variant} against {method} over {count}: " + "; ".join(words))
+    return "Claim 3 (a geometry-preserving regularizer restores fidelity): " + ". ".join(parts) + "."
 
 
 def write_report(

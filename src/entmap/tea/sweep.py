@@ -34,11 +34,11 @@ from tqdm.auto import tqdm
 from entmap.core.atomic import write_text
 from entmap.core.image_codec import png_bytes
 from entmap.core.parquet_schemas import TEA_IMAGES, TEA_SCORES, read_table, write_table
+from entmap.core.vocabulary import UNADJUSTED
 from entmap.inputs.references import load_reference_images
 from entmap.models.sampling import pipeline_latents, render
 from entmap.tea.adjust import adjust_prompt_embeds, adjust_token
 
-UNADJUSTED = "none"
 SCORE_COLUMNS = ["clip_context", "clip_concept", "clip_full", "clip_image"]
 
 

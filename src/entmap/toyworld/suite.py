@@ -15,6 +15,10 @@ Ten prompts per category, drawn once with a fixed seed; :func:`suite_rows` regen
 shipped ``resources/prompts/toyworld-60.tsv`` exactly (tested). Every prompt fits the toy
 scorer's 16-token context (tested): compositions name no background, which would not fit. Held-out colour-shape pairs
 appear too: the map covers what the model composes as well as what it saw.
+
+:func:`anchor_rows` draws the geometry regularizer's anchor prompts (docs/geometry.md): single-object
+captions of the same kinds as the suite's, none of them in the suite, so the map never evaluates
+what the regularizer was trained to keep (``resources/prompts/toyworld-anchors.tsv``, tested).
 """
 
 from __future__ import annotations
@@ -69,3 +73,30 @@ def suite_rows(seed: int = 0) -> list[tuple[str, str, str]]:
 def suite_tsv(seed: int = 0) -> str:
     """The suite as the TSV text the workflow reads (header id, category, text)."""
     return "id\tcategory\ttext\n" + "".join(f"{i}\t{c}\t{t}\n" for i, c, t in suite_rows(seed))
+
+
+ANCHORS = 24
+
+
+def anchor_rows(seed: int = 1, count: int = ANCHORS) -> list[tuple[str, str, str]]:
+    """(id, category ``anchors``, text) of ``count`` toy captions held out from :func:`suite_rows`.
+
+    Captions with colour, shape and position, half of them on a background, drawn with ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    evaluated = {text for _, _, text in suite_rows()}
+    colours, positions = list(COLOURS), list(POSITIONS)
+    texts: list[str] = []
+    while len(texts) < count:
+        colour, shape, position = (values[rng.integers(len(values))] for values in (colours, SHAPES, positions))
+        text = f"a {colour} {shape} {position}"
+        if len(texts) % 2:
+            text += f" on a {BACKGROUNDS[rng.integers(len(BACKGROUNDS))]} background"
+        if text not in evaluated and text not in texts:
+            texts.append(text)
+    return [(f"a{i:02d}", "anchors", text) for i, text in enumerate(texts)]
+
+
+def anchors_tsv(seed: int = 1) -> str:
+    """The anchor suite as TSV text (header id, category, text)."""
+    return "id\tcategory\ttext\n" + "".join(f"{i}\t{c}\t{t}\n" for i, c, t in anchor_rows(seed))
