@@ -72,11 +72,11 @@ def compute_disruption(
         "base scores",
         "personalized scores",
     ),
-    faithfulness: FaithfulnessReader | None = None,
+    read_f: FaithfulnessReader | None = None,
 ) -> pd.DataFrame:
     """One row per (prompt_id, seed): a_base, a_pers, d_sem, lpips, f_base, f_pers.
 
-    ``faithfulness`` reads f of each image (:func:`structure_reader`); None: f is NaN throughout.
+    ``read_f`` reads f of each image (:func:`structure_reader`); None: f is NaN throughout.
     """
     check_matched(base_images, pers_images, names[0], names[1])
     check_matched(base_images, base_scores, names[0], names[2])
@@ -98,7 +98,7 @@ def compute_disruption(
     out["lpips"] = lpips.distance(stack_b, stack_p)
     prompt_ids = out["prompt_id"].tolist()
     for column, stack in (("f_base", stack_b), ("f_pers", stack_p)):
-        out[column] = np.nan if faithfulness is None else np.asarray(faithfulness(stack, prompt_ids), dtype=float)
+        out[column] = np.nan if read_f is None else np.asarray(read_f(stack, prompt_ids), dtype=float)
     return out
 
 
@@ -133,7 +133,7 @@ def disrupt_shard(
         Lpips.from_settings(lpips_settings, torch_device),
         model,
         names=(str(base_images), str(pers_images), str(base_scores), str(pers_scores)),
-        faithfulness=structure_reader(structure, suite, vqa, torch_device),
+        read_f=structure_reader(structure, suite, vqa, torch_device),
     )
     write_table(frame, out_path, DISRUPTION)
 
