@@ -37,6 +37,7 @@ BASE_MODEL = entmap_config.base_model_id(config)
 SCORER = entmap_config.scorer_spec(config)
 RUNTIME = {"device": config["device"], "dtype": config["dtype"], "threads": config["torch_threads"]}
 SUITE = config["prompts"]["suite"]
+VQA = entmap_config.vqa_spec(config)  # the VQA model of prompts.structure: vqa (None otherwise)
 ANALYSIS_TABLES = list(vocabulary.ANALYSIS_TABLES)
 ANALYSIS_STATS = list(vocabulary.ANALYSIS_STATS)
 FIGURE_PNGS = [

@@ -27,6 +27,7 @@ rule disrupt:
         lpips=config["lpips"],
         runtime=RUNTIME,
         structure=config["prompts"].get("structure"),
+        vqa=VQA,
     script:
         "../workflow_scripts/disrupt.py"
 

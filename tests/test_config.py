@@ -221,3 +221,34 @@ def test_methods_a_family_does_not_support_yet_are_refused_by_name(tiny_config, 
     assert "tea.enabled: TEA sweeps run on SD 1.x models only so far, not sdxl" in message
     assert "external.someone_lora.kind: 'checkpoint' adapters cannot be audited on the sdxl family" in message
     assert "generation.scheduler: 'flow_euler' is not the sdxl family's sampler; set it to 'ddim'" in message
+
+
+def test_structure_vqa_needs_a_model_and_annotated_prompts(config, tmp_path):
+    from entmap.config.plan import vqa_spec
+
+    assert vqa_spec(config) is None
+    config["prompts"]["structure"] = "vqa"
+    expect_error(config, "prompts.vqa: structure vqa needs this block naming the VQA model")
+    config["prompts"]["vqa"] = {"model": "dandelin/vilt-b32-finetuned-vqa", "modle": "x"}
+    expect_error(config, "prompts.vqa", "'modle' was unexpected")
+    config["prompts"]["vqa"] = {"model": "dandelin/vilt-b32-finetuned-vqa", "batch_size": 8}
+    load_plan(config, SCHEMA)
+    assert vqa_spec(config) == {"model": "dandelin/vilt-b32-finetuned-vqa", "batch_size": 8, "dtype": "float32"}
+    config["prompts"]["vqa"] = {"model": "no-such-folder"}
+    expect_error(config, "prompts.vqa.model: 'no-such-folder' is neither a folder nor a hub id")
+    config["prompts"]["vqa"] = {"model": str(tmp_path)}
+    plain = tmp_path / "plain.tsv"
+    plain.write_text(
+        "id\tcategory\ttext\n"
+        + "".join(f"p{i}\t{c}\ta {c} {i}\n" for i, c in enumerate(["people", "objects", "styles"]))
+    )
+    config["prompts"]["suite"] = str(plain)
+    expect_error(config, "prompts.structure: vqa, but none of the 3 selected prompts", "annotate the suite")
+    broken = tmp_path / "broken.tsv"
+    broken.write_text(
+        plain.read_text().replace("text\n", "text\tcounts\n").replace("a people 0\n", "a people 0\tpeople=two\n")
+    )
+    config["prompts"]["suite"] = str(broken)
+    expect_error(
+        config, f"prompts.suite: {broken}:2: prompt p0, column counts: count 'two' of 'people' is not a whole number"
+    )

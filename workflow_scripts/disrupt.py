@@ -17,4 +17,5 @@ with job_log(sm.log[0]):
         threads=sm.params.runtime["threads"],
         structure=sm.params.structure,
         suite=sm.input.suite,
+        vqa=sm.params.vqa,
     )

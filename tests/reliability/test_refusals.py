@@ -60,7 +60,7 @@ def test_a_subject_given_twice_is_refused_with_both_lines(workdir):
 
 def test_a_misspelt_prompt_category_is_refused_with_its_line(workdir):
     suite = (REPO / "resources/prompts/entanglement-200.tsv").read_text().splitlines()
-    row = next(i for i, line in enumerate(suite) if "\tobjects\t" in line)
+    row = next(i for i, line in enumerate(suite) if i > 0 and "\tobjects\t" in line)  # not the header's column
     suite[row] = suite[row].replace("\tobjects\t", "\tobjetcs\t")
     (workdir / "misspelt.tsv").write_text("\n".join(suite) + "\n")
     config = base_config()

@@ -19,6 +19,7 @@ import pandas as pd
 
 from entmap.config.validation import ConfigError, validate_config
 from entmap.core.vocabulary import CONTROL_CATEGORY, TEA_METHODS, split_method
+from entmap.inputs.prompt_structure import PromptStructureError, load_structure
 from entmap.inputs.prompt_suites import (
     Shard,
     anchor_prompts,
@@ -198,6 +199,42 @@ def anchor_overlaps(config: dict[str, Any], prompts) -> list[str]:
     return problems
 
 
+#: defaults of the prompts.vqa block
+VQA_DEFAULTS = {"batch_size": 32, "dtype": "float32"}
+
+
+def vqa_spec(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The VQA model of ``prompts.structure: vqa``, defaults filled in; None under any other structure."""
+    if config["prompts"].get("structure") != "vqa":
+        return None
+    return {**VQA_DEFAULTS, **(config["prompts"].get("vqa") or {})}
+
+
+def structure_problems(config: dict[str, Any], prompts) -> list[str]:
+    """``structure: vqa`` needs a model, well-formed structured cells, and selected prompts that state something."""
+    spec = vqa_spec(config)
+    if spec is None:
+        return []
+    if "model" not in spec:
+        return ["prompts.vqa: structure vqa needs this block naming the VQA model (model: a ViLT VQA hub id or folder)"]
+    problems = []
+    model = spec["model"]
+    if not Path(model).exists() and not is_hub_id(model):
+        problems.append(f"prompts.vqa.model: {model!r} is neither a folder nor a hub id (owner/name)")
+    suite = config["prompts"]["suite"]
+    try:
+        structure = load_structure(suite)
+    except PromptStructureError as exc:
+        return [*problems, f"prompts.suite: {exc}"]
+    if not any(structure[pid] for pid in prompts["id"]):
+        problems.append(
+            f"prompts.structure: vqa, but none of the {len(prompts)} selected prompts of {suite} has structured "
+            "cells (objects, counts, colours, attributes, relations) to ask about; annotate the suite "
+            "(docs/geometry.md) or set prompts.structure: null"
+        )
+    return problems
+
+
 def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Plan:
     """Validate ``config`` completely and derive the run plan."""
     validate_config(config, schema_path)
@@ -206,7 +243,7 @@ def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Pl
         prompts = select_prompts(load_prompts(config["prompts"]["suite"]), config["prompts"].get("per_category"))
     except ValueError as exc:
         raise ConfigError(f"prompts.suite: {exc}") from exc
-    problems = anchor_overlaps(config, prompts)
+    problems = anchor_overlaps(config, prompts) + structure_problems(config, prompts)
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
     present = sorted(set(prompts["category"]))

@@ -1,7 +1,9 @@
 """Prompt suites: loading, validation, selection and sharding.
 
-A suite is a UTF-8 TSV file with the header ``id  category  text``. Ids are
-unique, categories come from a fixed list, texts are non-empty and unique.
+A suite is a UTF-8 TSV file with the header ``id  category  text``, optionally followed by
+structured columns (:data:`STRUCTURE_COLUMNS`, any of them, in any order) that state what each
+prompt asks for; their cell syntax is read by :mod:`entmap.inputs.prompt_structure`. Ids are
+unique, categories are lowercase names, texts are non-empty and unique.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pandas as pd
 
 PROMPT_CATEGORIES: tuple[str, ...] = ("people", "animals", "objects", "scenes", "styles", "abstract")
 COLUMNS = ["id", "category", "text"]
+#: Optional columns after ``text``: the elements a prompt states (syntax: entmap.inputs.prompt_structure).
+STRUCTURE_COLUMNS: tuple[str, ...] = ("objects", "counts", "colours", "attributes", "relations")
 CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -38,6 +42,16 @@ def load_prompts(path: str | os.PathLike[str], categories: tuple[str, ...] | Non
     A suite defines its own categories (the paper's six: :data:`PROMPT_CATEGORIES`; the toy
     world's are others): any lowercase name is accepted unless ``categories`` restricts them.
     The config check makes sure every ``subject_categories`` target occurs in the suite.
+    Structured columns, if the suite has any, are left out (:func:`read_suite` keeps them).
+    """
+    return read_suite(path, categories)[COLUMNS]
+
+
+def read_suite(path: str | os.PathLike[str], categories: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Load and validate a prompt suite with every column it has, and ``line``, each row's line number.
+
+    A row may leave out trailing empty structured cells (editors that trim trailing whitespace
+    drop their tabs); it may not have fewer than 3 fields nor more than the header.
     """
     path = Path(path)
     if not path.is_file():
@@ -47,17 +61,18 @@ def load_prompts(path: str | os.PathLike[str], categories: tuple[str, ...] | Non
     except UnicodeDecodeError as exc:
         raise PromptSuiteError(f"{path}: not UTF-8 (byte {exc.start}); re-save the file as UTF-8") from exc
     rows = list(csv.reader(raw.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows or [c.strip() for c in rows[0]] != COLUMNS:
-        raise PromptSuiteError(f"{path}: the first line must be the header 'id<TAB>category<TAB>text'")
+    header = check_header(path, rows[0] if rows else [])
     seen_ids: dict[str, int] = {}
     seen_texts: dict[str, int] = {}
     records = []
     for lineno, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
-        if len(row) != 3:
-            raise PromptSuiteError(f"{path}:{lineno}: expected 3 tab-separated fields, found {len(row)}")
-        pid, category, text = (cell.strip() for cell in row)
+        if not len(COLUMNS) <= len(row) <= len(header):
+            expected = str(len(COLUMNS)) if len(header) == len(COLUMNS) else f"{len(COLUMNS)} to {len(header)}"
+            raise PromptSuiteError(f"{path}:{lineno}: expected {expected} tab-separated fields, found {len(row)}")
+        cells = [cell.strip() for cell in row] + [""] * (len(header) - len(row))
+        pid, category, text = cells[:3]
         if not pid:
             raise PromptSuiteError(f"{path}:{lineno}: empty id")
         if pid in seen_ids:
@@ -73,12 +88,32 @@ def load_prompts(path: str | os.PathLike[str], categories: tuple[str, ...] | Non
             raise PromptSuiteError(f"{path}:{lineno}: prompt {text!r} duplicates line {seen_texts[key]}")
         seen_ids[pid] = lineno
         seen_texts[key] = lineno
-        records.append((pid, category, text))
+        records.append((*cells, lineno))
     if not records:
         raise PromptSuiteError(f"{path}: no prompts")
-    frame = pd.DataFrame(records, columns=COLUMNS)
+    frame = pd.DataFrame(records, columns=[*header, "line"])
     check_category_spelling(frame, path, seen_ids)
     return frame
+
+
+def check_header(path: Path, header: list[str]) -> list[str]:
+    """The suite's column names: ``id category text`` and then structured columns, each at most once."""
+    names = [cell.strip() for cell in header]
+    if names[:3] != COLUMNS:
+        raise PromptSuiteError(
+            f"{path}: the first line must be the header 'id<TAB>category<TAB>text', optionally followed by "
+            f"structured columns ({', '.join(STRUCTURE_COLUMNS)})"
+        )
+    for name in names[3:]:
+        if name not in STRUCTURE_COLUMNS:
+            close = difflib.get_close_matches(name, STRUCTURE_COLUMNS, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise PromptSuiteError(
+                f"{path}:1: column {name!r} is not a structured column; {hint}use {', '.join(STRUCTURE_COLUMNS)}"
+            )
+        if names.count(name) > 1:
+            raise PromptSuiteError(f"{path}:1: column {name!r} is given twice")
+    return names
 
 
 def check_category_spelling(frame: pd.DataFrame, path: Path, lines: dict[str, int]) -> None:

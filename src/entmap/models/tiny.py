@@ -248,6 +248,8 @@ def t5_encoder(width: int):
 
 #: the prompt suites the tiny T5 tokenizer is trained on
 T5_CORPUS = ("entanglement-200.tsv", "context-24.tsv", "toyworld-60.tsv", "toyworld-context.tsv")
+#: the columns of those suites it reads (a suite's structured columns, such as objects, are not read)
+T5_CORPUS_COLUMNS = frozenset({"id", "category", "text", "prompt", "concept", "context"})
 T5_VOCAB = 600
 
 
@@ -266,7 +268,8 @@ def build_t5_tokenizer():
     texts = []
     for name in T5_CORPUS:
         with open(folder / name, encoding="utf-8", newline="") as handle:
-            texts += [" ".join(row.values()) for row in csv.DictReader(handle, delimiter="\t")]
+            rows = csv.DictReader(handle, delimiter="\t")
+            texts += [" ".join(v for k, v in row.items() if k in T5_CORPUS_COLUMNS) for row in rows]
     tokenizer = Tokenizer(models.Unigram())
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
