@@ -36,6 +36,7 @@ rule noise_floor:
     input:
         images="results/images/base/{shard}.parquet",
         scores="results/scores/base/{shard}.parquet",
+        suite=SUITE,
     output:
         "results/noise_floor/{shard}.parquet",
     log:
@@ -53,6 +54,8 @@ rule noise_floor:
         pairs=config["noise_floor"]["pairs"],
         lpips=config["lpips"],
         runtime=RUNTIME,
+        structure=config["prompts"].get("structure"),
+        vqa=VQA,
     script:
         "../workflow_scripts/noise_floor.py"
 

@@ -83,9 +83,8 @@ def test_merge_builds_cells_with_the_metric_functions():
         "f_base": [1.0, 0.75, float("nan"), float("nan")], "f_pers": [0.5, 1.0, float("nan"), float("nan")],
     })  # fmt: skip
     prompts = pd.DataFrame({"id": ["p1", "p2"], "category": ["people", "animals"], "text": ["x", "y"]})
-    cells = merge_cells(seeds, prompts, {"s": {"category": "face"}}, {"tau_sem": 0.03, "tau_per": 0.2}).set_index(
-        "prompt_id"
-    )
+    floor = {"tau_sem": 0.03, "tau_per": 0.2, "tau_struct": 0.25}
+    cells = merge_cells(seeds, prompts, {"s": {"category": "face"}}, floor).set_index("prompt_id")
     # p1: |.02|, |-.05| -> .035, signed -.015, LPIPS .2 ; p2: 0, .06 -> .03, signed .03, LPIPS .25
     assert cells.loc["p1", ["e_sem", "e_sem_signed", "e_per"]].tolist() == pytest.approx([0.035, -0.015, 0.2])
     assert cells.loc["p2", ["e_sem", "e_sem_signed", "e_per"]].tolist() == pytest.approx([0.03, 0.03, 0.25])
@@ -94,3 +93,6 @@ def test_merge_builds_cells_with_the_metric_functions():
     # p1: f shifts -.5, +.25 -> E_struct .375, signed -.125; p2 is not scored structurally
     assert cells.loc["p1", ["e_struct", "e_struct_signed"]].tolist() == pytest.approx([0.375, -0.125])
     assert cells.loc["p2", ["e_struct", "e_struct_signed"]].isna().all()
+    assert cells["above_tau_struct"].tolist() == [True, False]  # .375 > .25; p2 unscored
+    unscored = merge_cells(seeds, prompts, {"s": {"category": "face"}}, {**floor, "tau_struct": None})
+    assert not unscored["above_tau_struct"].any()

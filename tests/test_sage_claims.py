@@ -31,6 +31,8 @@ def cells(e_sem: list[float]) -> pd.DataFrame:
             "e_per": np.repeat([0.4, 0.1, 0.3, 0.2], 2),
             "e_struct": [0.0, 0.25, 0.5, np.nan, 0.0, 0.0, 0.25, 0.0],
             "above_tau_sem": [False, True, True, False, False, True, False, False],
+            # E_struct above its noise floor, tau_struct = .3 (NaN never is)
+            "above_tau_struct": [False, False, True, False, False, False, False, False],
         }
     )
 
@@ -57,10 +59,11 @@ def test_correlations_are_scipys_spearman_across_models_with_an_interval_around_
 
 def test_agreement_counts_each_cell_once_by_hand():
     table = struct_agreement(cells([0.01, 0.03, 0.02, 0.05])).set_index("method")
-    # scored cells (e_struct not NaN): 7; CLIP moved & struct moved: cell 2 (.25, True), cell 3 (.5, True)
+    # scored cells (e_struct not NaN): 7; E_struct clears tau_struct in cell 2 only (.5), where CLIP moved
+    # too; CLIP alone moved in cells 1 and 5 (E_struct .25 and 0 are within the floor)
     overall = table.loc["all"]
-    assert overall[["cells", "both", "only_clip", "only_struct", "neither"]].tolist() == [7, 2, 1, 1, 3]
-    assert overall["struct_missed_by_clip"] == pytest.approx(1 / 3)
+    assert overall[["cells", "both", "only_clip", "only_struct", "neither"]].tolist() == [7, 1, 2, 0, 4]
+    assert overall["struct_missed_by_clip"] == 0
     assert table.loc["lora", "cells"] == 4 and table.loc["cd", "cells"] == 1
 
 

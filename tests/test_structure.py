@@ -94,3 +94,42 @@ def test_the_disrupt_stage_scores_each_seed_matched_image_pair(tmp_path):
     assert rows.loc[("p1", 0), ["f_base", "f_pers"]].tolist() == [1.0, 1.0]
     assert rows.loc[("p1", 1), ["f_base", "f_pers"]].tolist() == [1.0, 0.75]
     assert rows.loc["p2", ["f_base", "f_pers"]].isna().all().all()  # two objects: not scored
+
+
+def test_the_noise_floor_measures_how_far_apart_two_base_seeds_are_in_f(tmp_path):
+    """Base seed pairs of rendered toy scenes: f = 1 at seed 0 and .5 at seed 1 (two wrong elements)
+    gives d_struct = .5; the composition is not scored; tau_struct is numpy's percentile of d_struct."""
+    import pandas as pd
+    from PIL import Image
+
+    from entmap.core.image_codec import png_bytes
+    from entmap.measure.disrupt import structure_reader
+    from entmap.measure.metrics import Lpips
+    from entmap.measure.noise_floor import noise_pairs, thresholds
+
+    suite = tmp_path / "suite.tsv"
+    prompts = {
+        "p1": "a green cross at the bottom on a checkered background",
+        "p2": "a red square on the left",
+        "p3": "a red diamond at the top and a blue ring on the right",
+    }
+    suite.write_text("id\tcategory\ttext\n" + "".join(f"{k}\tobjects\t{v}\n" for k, v in prompts.items()))
+    drawn = {
+        "p1": [Scene("green", "cross", "at the bottom", "checkered"), Scene("purple", "cross", "on the left", "checkered")],
+        "p2": [Scene("red", "square", "on the left", "plain"), Scene("red", "square", "on the left", "plain")],
+        "p3": [Scene("red", "diamond", "at the top", "plain"), Scene("blue", "ring", "on the right", "plain")],
+    }
+    images = pd.DataFrame(
+        [{"prompt_id": pid, "seed": seed, "png": png_bytes(Image.fromarray(render(scene, seed)))}
+         for pid, scenes in drawn.items() for seed, scene in enumerate(scenes)]
+    )  # fmt: skip
+    scores = images[["prompt_id", "seed"]].assign(clip_cos=[0.3, 0.2, 0.25, 0.25, 0.1, 0.4])
+    lpips = Lpips("alex", "random", seed=0)
+    frame = noise_pairs(images, scores, [(0, 1)], lpips, structure_reader("toyworld", suite)).set_index("prompt_id")
+    assert frame.loc["p1", "d_struct"] == 0.5 and frame.loc["p2", "d_struct"] == 0.0
+    assert np.isnan(frame.loc["p3", "d_struct"])
+    assert frame["d_sem"].tolist() == pytest.approx([0.1, 0.0, 0.3])
+    floor = thresholds(frame.reset_index(), 95)
+    assert floor["tau_struct"] == pytest.approx(np.percentile([0.5, 0.0], 95)) and floor["struct_measurements"] == 2
+    unscored = noise_pairs(images, scores, [(0, 1)], lpips)
+    assert unscored["d_struct"].isna().all() and thresholds(unscored, 95)["tau_struct"] is None

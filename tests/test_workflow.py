@@ -274,9 +274,8 @@ def test_sigkill_midway_then_rerun_completes_with_whole_outputs(tmp_path, finish
     a = read_table(workdir / "results/maps/cells.parquet", CELLS)
     b = read_table(finished_run / "results/maps/cells.parquet", CELLS)
     b = b[b["model"].isin(a["model"])].reset_index(drop=True)
-    pd.testing.assert_frame_equal(
-        a.drop(columns=["above_tau_sem", "above_tau_per"]), b.drop(columns=["above_tau_sem", "above_tau_per"])
-    )
+    flags = ["above_tau_sem", "above_tau_per", "above_tau_struct"]
+    pd.testing.assert_frame_equal(a.drop(columns=flags), b.drop(columns=flags))
     assert (workdir / "results/report.html").is_file()
 
 

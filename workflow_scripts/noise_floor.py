@@ -14,4 +14,7 @@ with job_log(sm.log[0]):
         out_path=sm.output[0],
         device=sm.params.runtime["device"],
         threads=sm.params.runtime["threads"],
+        structure=sm.params.structure,
+        suite=sm.input.suite,
+        vqa=sm.params.vqa,
     )

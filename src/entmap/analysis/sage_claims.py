@@ -9,8 +9,9 @@
   interval from resampling the models (``analysis.bootstrap`` replicates). Fewer than 3 models, or
   a constant column, give no correlation (NaN).
 * **Claim 1, coarse scores miss fine damage** (``tables/sage_agreement.csv``): over the cells that
-  are scored structurally, whether the CLIP score moved (E_sem above the noise floor) and whether
-  the structured score moved (E_struct > 0): both, only CLIP, only E_struct, neither; and the share
+  are scored structurally, whether the CLIP score moved (E_sem above its noise floor tau_sem) and
+  whether the structured score moved (E_struct above its noise floor tau_struct, from the base
+  model's seed pairs): both, only CLIP, only E_struct, neither; and the share
   of E_struct changes the CLIP score misses, only_struct / (both + only_struct). Per method and
   overall.
 * **Claim 3, the regularizer restores fidelity** (``tables/sage_regularizer.csv``): each variant of
@@ -95,7 +96,7 @@ def struct_agreement(cells: pd.DataFrame) -> pd.DataFrame:
     scored = cells[cells["e_struct"].notna()]
     rows = []
     for method, group in [*scored.groupby("method", sort=True), ("all", scored)]:
-        clip, struct = group["above_tau_sem"].astype(bool), group["e_struct"] > 0
+        clip, struct = group["above_tau_sem"].astype(bool), group["above_tau_struct"].astype(bool)
         both, only_clip = int((clip & struct).sum()), int((clip & ~struct).sum())
         only_struct, neither = int((~clip & struct).sum()), int((~clip & ~struct).sum())
         rows.append(

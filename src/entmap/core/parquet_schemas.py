@@ -60,6 +60,7 @@ NOISE_PAIRS = pa.schema(
         ("seed_b", pa.int64()),
         ("d_sem", pa.float64()),
         ("lpips", pa.float64()),
+        ("d_struct", pa.float64()),  # |f(x_a) - f(x_b)|; NaN where the prompt is not scored structurally
     ]
 )
 
@@ -80,6 +81,7 @@ CELLS = pa.schema(
         ("e_struct_signed", pa.float64()),
         ("above_tau_sem", pa.bool_()),
         ("above_tau_per", pa.bool_()),
+        ("above_tau_struct", pa.bool_()),  # False where not scored structurally
     ]
 )
 

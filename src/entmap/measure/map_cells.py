@@ -5,7 +5,8 @@ cell.e_sem_signed = mean_k (a_pers - a_base)        (negative: degradation)
 cell.e_per        = mean_k LPIPS(x_base, x_pers)    (E_per)
 cell.e_struct     = mean_k |f_pers - f_base|        (E_struct; NaN where the prompt is not scored)
 cell.e_struct_signed = mean_k (f_pers - f_base)     (negative: elements lost)
-above_tau_*       = the cell exceeds the noise floor's threshold.
+above_tau_*       = the cell exceeds the noise floor's threshold (tau_sem, tau_per, tau_struct;
+                    above_tau_struct is False where the prompt is not scored or no tau_struct exists).
 The wide matrices e_sem.csv and e_per.csv have prompts as rows and models as
 columns: the Concept Entanglement Map M in R^{P x S}.
 
@@ -63,6 +64,8 @@ def merge_cells(
     cells["subject_category"] = cells["subject"].map(lambda s: subjects.get(s, {}).get("category", ""))
     cells["above_tau_sem"] = cells["e_sem"] > noise_floor["tau_sem"]
     cells["above_tau_per"] = cells["e_per"] > noise_floor["tau_per"]
+    tau_struct = noise_floor.get("tau_struct")
+    cells["above_tau_struct"] = (cells["e_struct"] > tau_struct) if tau_struct is not None else False
     position = {pid: i for i, pid in enumerate(prompts["id"])}
     cells = cells.assign(_row=cells["prompt_id"].map(position)).sort_values(["model", "_row"])
     return cells[CELLS.names].reset_index(drop=True)

@@ -5,6 +5,12 @@ model: |a_k - a_k'| and LPIPS(x_k, x_k'). tau_sem and tau_per are the
 ``percentile``-th percentiles over all prompts and pairs (paper: 3 pairs,
 95th percentile; SD v1.5 gives tau_sem = 0.044, tau_per = 0.780).
 
+Where prompts are scored structurally (``prompts.structure``), also
+d_struct = |f(x_k) - f(x_k')|, the structured faithfulness two seeds of the base
+model get apart, and tau_struct, its ``percentile``-th percentile over the scored
+prompts and pairs: the floor E_struct must clear to count as moved, as E_sem must
+clear tau_sem.
+
 Explained in docs/map.md.
 """
 
@@ -19,6 +25,7 @@ import pandas as pd
 from entmap.core.atomic import write_text
 from entmap.core.image_codec import decode_png
 from entmap.core.parquet_schemas import IMAGES, NOISE_PAIRS, SCORES, read_table, read_tables, write_table
+from entmap.measure.disrupt import FaithfulnessReader, structure_reader
 from entmap.measure.metrics import Lpips, percentile_threshold
 
 
@@ -29,8 +36,15 @@ def seed_pairs(seeds: list[int], pairs: int) -> list[tuple[int, int]]:
     return [(seeds[2 * i], seeds[2 * i + 1]) for i in range(pairs)]
 
 
-def noise_pairs(images: pd.DataFrame, scores: pd.DataFrame, pairs: list[tuple[int, int]], lpips: Lpips) -> pd.DataFrame:
-    """One row per (prompt, seed pair) of the base model: d_sem and lpips between the two seeds."""
+def noise_pairs(
+    images: pd.DataFrame,
+    scores: pd.DataFrame,
+    pairs: list[tuple[int, int]],
+    lpips: Lpips,
+    read_f: FaithfulnessReader | None = None,
+) -> pd.DataFrame:
+    """One row per (prompt, seed pair) of the base model: d_sem, lpips and d_struct between the two
+    seeds (d_struct NaN without ``read_f`` or where the prompt is not scored)."""
     png = {(r.prompt_id, r.seed): r.png for r in images.itertuples()}
     cos = {(r.prompt_id, r.seed): r.clip_cos for r in scores.itertuples()}
     rows, left, right = [], [], []
@@ -51,14 +65,23 @@ def noise_pairs(images: pd.DataFrame, scores: pd.DataFrame, pairs: list[tuple[in
             right.append(decode_png(png[(prompt_id, seed_b)]))
     frame = pd.DataFrame(rows, columns=["prompt_id", "seed_a", "seed_b", "d_sem"])
     frame["lpips"] = lpips.distance(np.stack(left), np.stack(right)) if left else []
+    frame["d_struct"] = np.nan
+    if read_f is not None and left:
+        prompt_ids = list(frame["prompt_id"])
+        f_a, f_b = (np.asarray(read_f(np.stack(side), prompt_ids), dtype=float) for side in (left, right))
+        frame["d_struct"] = np.abs(f_a - f_b)
     return frame
 
 
 def thresholds(frame: pd.DataFrame, percentile: float) -> dict[str, float | int]:
-    """tau_sem and tau_per: the ``percentile``-th percentiles of the pair shifts."""
+    """tau_sem, tau_per and tau_struct: the ``percentile``-th percentiles of the pair shifts
+    (tau_struct over the structurally scored pairs; None when there are none)."""
+    scored = frame["d_struct"].dropna() if "d_struct" in frame else pd.Series(dtype=float)
     return {
         "tau_sem": percentile_threshold(frame["d_sem"], percentile),
         "tau_per": percentile_threshold(frame["lpips"], percentile),
+        "tau_struct": percentile_threshold(scored, percentile) if len(scored) else None,
+        "struct_measurements": int(len(scored)),
         "percentile": percentile,
         "measurements": int(len(frame)),
         "prompts": int(frame["prompt_id"].nunique()),
@@ -77,14 +100,23 @@ def noise_floor_shard(
     out_path: str | os.PathLike[str],
     device: str = "auto",
     threads: int = 1,
+    structure: str | None = None,
+    suite: str | os.PathLike[str] | None = None,
+    vqa: dict | None = None,
 ) -> None:
-    """Measure the seed-pair shifts of one base shard and write them."""
+    """Measure the seed-pair shifts of one base shard and write them (``structure``, ``suite`` and
+    ``vqa`` as the disrupt stage reads f: :func:`entmap.measure.disrupt.structure_reader`)."""
     from entmap.core.runtime import configure_torch, resolve_device
 
     configure_torch(threads)
-    lpips = Lpips.from_settings(lpips_settings, resolve_device(device))
+    torch_device = resolve_device(device)
+    lpips = Lpips.from_settings(lpips_settings, torch_device)
     frame = noise_pairs(
-        read_table(images_path, IMAGES), read_table(scores_path, SCORES), seed_pairs(seeds, pairs), lpips
+        read_table(images_path, IMAGES),
+        read_table(scores_path, SCORES),
+        seed_pairs(seeds, pairs),
+        lpips,
+        structure_reader(structure, suite, vqa, torch_device),
     )
     write_table(frame, out_path, NOISE_PAIRS)
 
