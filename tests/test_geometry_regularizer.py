@@ -22,7 +22,7 @@ from entmap.models.families import family_of_pipeline
 from entmap.models.loading import load_pipeline
 from entmap.personalize.custom_diffusion import train_custom_diffusion
 from entmap.personalize.geometry_regularizer import GeometryRegularizer
-from entmap.personalize.lora import add_lora_adapters
+from entmap.personalize.lora import add_lora_adapters, train_lora
 from entmap.personalize.training_loop import freeze
 
 CPU = torch.device("cpu")
@@ -54,6 +54,14 @@ def trained_cd(folder: str, regularizer: dict | None):
     return pipe
 
 
+def trained_lora(folder: str, regularizer: dict):
+    """DreamBooth-LoRA with the family's default targets (the denoiser's to_q/k/v/out), 4 steps."""
+    pipe = load_pipeline(folder, CPU, torch.float32)
+    images = [draw_synthetic("object", i, size=64) for i in range(2)]
+    train_lora(pipe, images, None, "sks", "teapot", dict(SETTINGS, geometry_regularizer=regularizer), CPU)
+    return pipe
+
+
 def kv_change(folder: str, pipe) -> tuple[float, float]:
     """(mean distortion, mean |1 - spread ratio|) of the anchors' keys and values against the base."""
     base = kv_features(load_pipeline(folder, CPU, torch.float32), ANCHORS)
@@ -82,6 +90,16 @@ def test_the_regularizer_keeps_the_anchor_geometry_closer_to_the_base(base_folde
     kept = kv_change(base_folder, trained_cd(base_folder, dict(spec, lambda_spread=2.0, lambda_structure=2.0)))
     assert free[0] > 0  # unregularized training does move the anchors' neighbourhoods
     assert kept[0] < free[0]
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_the_regularizer_keeps_the_joint_kv_geometry_closer_under_lora(tiny_family_dir, anchor_suite, family):
+    """LoRA leaves add_k_proj/add_v_proj alone; it moves the joint keys and values through the image
+    stream (SD3, Flux's double-stream blocks) and the shared single-stream projections (Flux)."""
+    folder, spec = str(tiny_family_dir / family), {"anchor_suite": anchor_suite, "neighbours": 3}
+    free = kv_change(folder, trained_lora(folder, dict(spec, lambda_spread=0.0, lambda_structure=0.0)))
+    kept = kv_change(folder, trained_lora(folder, dict(spec, lambda_spread=2.0, lambda_structure=2.0)))
+    assert free[0] > 0 and kept[0] < free[0] and kept[1] < free[1]
 
 
 def test_the_base_features_are_taken_without_gradients_and_the_step_features_with(base_folder, anchor_suite):

@@ -17,7 +17,7 @@ from test_geometry import PROMPTS
 from entmap.geometry.features import kv_features, text_encoder_features
 from entmap.geometry.joint_attention import REFERENCE_SIGMA, joint_kv_modules, reference_inputs
 from entmap.geometry.measures import geometry_change, local_structure_correlation, normalized_rows
-from entmap.geometry.stage import _cached_base_features, model_geometry
+from entmap.geometry.stage import _cached_base_features, model_geometry, model_stamp
 from entmap.models.families import FAMILIES
 from entmap.models.loading import load_model, load_pipeline
 
@@ -191,3 +191,14 @@ def test_the_stage_measures_joint_kv_and_loads_the_base_once_per_process(tiny_fa
     assert kv == list(joint_kv_modules(load(tiny_family_dir, family)))
     assert (ti.loc["kv", "spread_ratio"] == 1.0).all() and (ti.loc["kv", "distortion"] == 0.0).all()
     assert (cd.loc["kv", "distortion"] > 1e-6).all() and (cd.loc["text", "distortion"] == 0.0).all()
+
+
+def test_the_model_stamp_changes_when_a_file_of_the_folder_is_rewritten(tmp_path):
+    (tmp_path / "unet").mkdir()
+    weights = tmp_path / "unet" / "weights.bin"
+    weights.write_bytes(b"0" * 8)
+    stamp = model_stamp(tmp_path)
+    assert stamp == model_stamp(tmp_path) and stamp[0][:2] == ("unet/weights.bin", 8)
+    weights.write_bytes(b"1" * 9)
+    assert model_stamp(tmp_path) != stamp
+    assert model_stamp("org/some-hub-id") == ()  # a hub id: keyed on the id alone
