@@ -1,8 +1,9 @@
 """The numbers SAGE's claims call for, from this run's geometry tables and map.
 
 * **Geometry summary** (``tables/geometry.csv``): per model and level (``text``: the text encoders'
-  outputs; ``kv``: the cross-attention keys and values), the mean over layers of the spread ratio
-  and of the local-structure distortion, and the contraction 1 - spread ratio.
+  outputs; ``kv``: the keys and values where text meets image, cross- or joint attention), the mean
+  over layers of the spread ratio and of the local-structure distortion, and the contraction
+  1 - spread ratio.
 * **Claim 2, geometry goes with damage** (``tables/sage_correlations.csv``): across models, the
   Spearman rank correlation between each geometry change (distortion, contraction; per level) and
   each disruption (the model's mean E_sem, E_per, E_struct over prompts), with a 95% percentile

@@ -140,8 +140,8 @@ TABLES: dict[str, tuple[str, str]] = {
     ),
     "geometry": (
         "Prompt-embedding geometry",
-        "Per model and level (text: the text encoders' outputs; kv: the cross-attention keys and values): "
-        "layers, mean spread ratio, contraction 1 - ratio, mean local-structure distortion.",
+        "Per model and level (text: the text encoders' outputs; kv: the text's keys and values in cross- or "
+        "joint attention): layers, mean spread ratio, contraction 1 - ratio, mean local-structure distortion.",
     ),
     "sage_correlations": (
         "Geometry change against disruption",

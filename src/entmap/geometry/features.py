@@ -2,17 +2,19 @@
 
 * Text-encoder level: each text encoder's last hidden state of each prompt, padded to the
   tokenizer's length (CLIP 77): what Textual Inversion changes (and text-encoder LoRA).
-* Where text meets image: for each cross-attention layer of a UNet, the keys and the values it
-  makes of the prompt's conditioning, E W_k^T and E W_v^T: what Custom Diffusion and LoRA on
-  ``to_k/to_v`` change. In SD3 and Flux the text stream of joint attention is transformed block by
-  block together with the image, so its keys and values depend on the image too; entmap does not
-  measure them yet and says so.
+* Where text meets image (:func:`kv_features`): for each cross-attention layer of a UNet, the keys
+  and the values it makes of the prompt's conditioning, E W_k^T and E W_v^T: what Custom Diffusion
+  and LoRA on ``to_k/to_v`` change. In SD3 and Flux, the text tokens' keys and values of every
+  joint-attention layer, taken in one forward pass at a fixed reference latent and timestep
+  (:mod:`entmap.geometry.joint_attention`, which states the definition and its caveat: past the
+  first block they mix in the image).
 """
 
 from __future__ import annotations
 
 import torch
 
+from entmap.geometry.joint_attention import joint_attention_features
 from entmap.models.families import family_of_pipeline
 
 
@@ -45,8 +47,7 @@ def conditioning(pipe, prompts: list[str]) -> torch.Tensor:
     if family.name == "sdxl":
         return pipe.encode_prompt(prompts, device=device, do_classifier_free_guidance=False)[0]
     raise ValueError(
-        f"{family.name}: keys and values of joint attention depend on the image as well as the text; "
-        "entmap measures their geometry for the UNet families (sd1, sdxl) only so far"
+        f"{family.name}: no cross-attention; its text meets the image in joint attention (joint_attention_features)"
     )
 
 
@@ -66,3 +67,11 @@ def cross_attention_features(pipe, prompts: list[str], grad: bool = False) -> di
             projected = module(embeddings.to(denoiser.dtype))
             features[layer] = projected if grad else projected.double().cpu()
     return features
+
+
+def kv_features(pipe, prompts: list[str], grad: bool = False) -> dict[str, torch.Tensor]:
+    """The keys and values where text meets image, by layer: cross-attention in the UNet families
+    (:func:`cross_attention_features`), joint attention in SD3 and Flux (:func:`joint_attention_features`)."""
+    if family_of_pipeline(pipe).denoiser == "unet":
+        return cross_attention_features(pipe, prompts, grad)
+    return joint_attention_features(pipe, prompts, grad)

@@ -60,6 +60,9 @@ class Family:
     #: the CLIP text encoders a new token can live in, as (file key, tokenizer, text encoder)
     #: attributes: the keys are those of SDXL-style embedding files (``clip_l``, ``clip_g``)
     clip_encoders: tuple[tuple[str, str, str], ...] = (("clip_l", "tokenizer", "text_encoder"),)
+    #: regex over the denoiser's module names: key and value projections that text and image tokens
+    #: share (Flux's single-stream blocks project the concatenated sequence with one ``to_k``/``to_v``)
+    shared_kv: str | None = None
 
     def text_kv_parameters(self, denoiser) -> dict:
         """The denoiser's text-token key/value weights, by state-dict name."""
@@ -69,6 +72,16 @@ class Family:
     def text_kv_modules(self, denoiser) -> dict:
         """The denoiser's text-token key/value projections, by module name (a LoRA-wrapped one included)."""
         pattern = re.compile(self.text_kv.removesuffix(r"\.weight$") + "$")
+        return {name: m for name, m in denoiser.named_modules() if pattern.search(name)}
+
+    def joint_kv_modules(self, denoiser) -> dict:
+        """Every projection whose output holds keys or values of the text tokens, in the model's order.
+
+        The text-only projections (:meth:`text_kv_modules`) and, where text and image share one
+        (``shared_kv``), that shared projection; its output holds the text tokens first.
+        """
+        patterns = [self.text_kv.removesuffix(r"\.weight$") + "$", *([self.shared_kv] if self.shared_kv else [])]
+        pattern = re.compile("|".join(f"(?:{p})" for p in patterns))
         return {name: m for name, m in denoiser.named_modules() if pattern.search(name)}
 
 
@@ -176,6 +189,7 @@ FLUX = Family(
         "external": "audited adapters: diffusers/peft and kohya LoRA, CLIP Textual Inversion, Custom Diffusion",
     },
     external_kinds=("lora", "ti", "cd"),
+    shared_kv=r"single_transformer_blocks\.\d+\.attn\.to_[kv]$",
 )
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (SD1, SDXL, SD3, FLUX)}

@@ -401,7 +401,7 @@ def plot_geometry(summary: pd.DataFrame, stem: str | os.PathLike[str]) -> list[P
     levels = [level for level in ("text", "kv") if level in set(summary["level"])]
     fig, axes = plt.subplots(len(levels), 2, figsize=(9, 0.35 * summary["model"].nunique() * len(levels) + 2.2),
                              squeeze=False)  # fmt: skip
-    names = {"text": "text-encoder output", "kv": "cross-attention keys and values"}
+    names = {"text": "text-encoder output", "kv": "keys and values where text meets image"}
     for row, level in zip(axes, levels, strict=True):
         part = summary[summary["level"] == level].sort_values("model", ascending=False)
         for ax, column, reference, label in (
