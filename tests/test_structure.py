@@ -115,7 +115,10 @@ def test_the_noise_floor_measures_how_far_apart_two_base_seeds_are_in_f(tmp_path
     }
     suite.write_text("id\tcategory\ttext\n" + "".join(f"{k}\tobjects\t{v}\n" for k, v in prompts.items()))
     drawn = {
-        "p1": [Scene("green", "cross", "at the bottom", "checkered"), Scene("purple", "cross", "on the left", "checkered")],
+        "p1": [
+            Scene("green", "cross", "at the bottom", "checkered"),
+            Scene("purple", "cross", "on the left", "checkered"),  # colour and position wrong: f = .5
+        ],
         "p2": [Scene("red", "square", "on the left", "plain"), Scene("red", "square", "on the left", "plain")],
         "p3": [Scene("red", "diamond", "at the top", "plain"), Scene("blue", "ring", "on the right", "plain")],
     }
