@@ -150,7 +150,8 @@ TABLES: dict[str, tuple[str, str]] = {
     ),
     "sage_agreement": (
         "CLIP score against structured faithfulness",
-        "Cells scored structurally: the CLIP score moved (E_sem above tau_sem) and/or E_struct moved (> 0); "
+        "Cells scored structurally: the CLIP score moved (E_sem above tau_sem) and/or E_struct moved (above "
+        "tau_struct, its own noise floor from base seed pairs); "
         "struct_missed_by_clip = share of E_struct changes the CLIP score misses.",
     ),
     "sage_regularizer": (
