@@ -199,8 +199,8 @@ def sage_in_words(paths: list[str]) -> list[str]:
         missed = f" ({row['struct_missed_by_clip']:.0%})" if moved else ""
         lines.append(
             f"Claim 1 (coarse scores miss fine damage): of {int(row['cells'])} structurally scored cells, E_struct "
-            f"moved in {moved}; the CLIP score stayed within its noise floor in {int(row['only_struct'])} of "
-            f"them{missed}, and moved without E_struct in {int(row['only_clip'])}."
+            f"rose above its noise floor (tau_struct) in {moved}; the CLIP score stayed within its noise floor in "
+            f"{int(row['only_struct'])} of them{missed}, and moved without E_struct in {int(row['only_clip'])}."
         )
     else:
         lines.append(
