@@ -86,7 +86,7 @@ def plot_entanglement_map(
     )
     hatch_cells(ax, reused, "reused from the base (identical by proof)")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", bbox_to_anchor=(1.0, 1.08), fontsize=7, frameon=False, ncols=2)
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False, borderaxespad=0.2)
     boundaries = np.flatnonzero(rows["category"].to_numpy()[1:] != rows["category"].to_numpy()[:-1]) + 1
     for b in boundaries:
         ax.axhline(b - 0.5, color="white", linewidth=1.5)
@@ -109,7 +109,7 @@ def plot_entanglement_map(
     category = cells.drop_duplicates("model").set_index("model")["subject_category"]
     ax.set_xticks(range(n_cols), [f"{m} ({category[m]})" for m in columns], rotation=60, ha="right", fontsize=8)
     ax.set_xlabel("personalized model (subject/method)")
-    ax.set_title(f"Concept Entanglement Map ({value})")
+    ax.set_title(f"Concept Entanglement Map ({value})", loc="left")
     return save_figure(fig, stem)
 
 
