@@ -31,8 +31,9 @@ MODELS = list(PLAN.models)  # personalized models, "subject/method"
 SHARDS = PLAN.shard_names
 SEEDS = entmap_config.seeds(config)
 GENERATION = entmap_config.generation_settings(config)
+REUSE = entmap_config.reuse_settings(config)  # exact reuse of base images (docs/map.md)
 # The audit's probe image: one image at the first seed, so the number of seeds is not its concern.
-PROBE_SETTINGS = {key: value for key, value in config["generation"].items() if key != "seeds"}
+PROBE_SETTINGS = {key: value for key, value in config["generation"].items() if key not in ("seeds", "reuse")}
 BASE_MODEL = entmap_config.base_model_id(config)
 SCORER = entmap_config.scorer_spec(config)
 RUNTIME = {"device": config["device"], "dtype": config["dtype"], "threads": config["torch_threads"]}
@@ -109,6 +110,11 @@ def subject_categories():
     """Subject category of every personalized model's subject (trained or external)."""
     names = [model.split("/")[0] for model in MODELS]
     return {name: {"category": entmap_config.subject_category(config, name)} for name in names}
+
+
+def reuse_base_input(wildcards):
+    """The base shard a personalized shard may take images from (none when reuse is off)."""
+    return [f"results/images/base/{wildcards.shard}.parquet"] if REUSE["enabled"] else []
 
 
 def shard_prompt_ids(wildcards):

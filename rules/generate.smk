@@ -1,4 +1,5 @@
-# Seed-matched generation. Base images are generated once and shared by every model.
+# Seed-matched generation. Base images are generated once and shared by every model; a personalized
+# model takes the base's images of the prompts it provably renders exactly as the base (docs/map.md).
 
 
 rule generate_base:
@@ -36,6 +37,7 @@ rule generate_personalized:
         base=base_model_input,
         suite=SUITE,
         adapter=adapter_inputs,
+        base_images=reuse_base_input,
     output:
         "results/images/{subject}/{method}/{shard}.parquet",
     log:
@@ -58,5 +60,6 @@ rule generate_personalized:
         settings=GENERATION,
         base_model=BASE_MODEL,
         runtime=RUNTIME,
+        reuse=REUSE,
     script:
         "../workflow_scripts/generate.py"

@@ -6,6 +6,7 @@ rule report:
         tables=expand("results/tables/{table}.csv", table=ANALYSIS_TABLES),
         stats=expand("results/stats/{name}.json", name=ANALYSIS_STATS),
         noise_floor="results/noise_floor.json",
+        cells="results/maps/cells.parquet",
         figures=FIGURE_PNGS,
         collapse_tea=TEA_OUTPUTS,
         sage=SAGE_OUTPUTS,

@@ -252,3 +252,19 @@ def test_structure_vqa_needs_a_model_and_annotated_prompts(config, tmp_path):
     expect_error(
         config, f"prompts.suite: {broken}:2: prompt p0, column counts: count 'two' of 'people' is not a whole number"
     )
+
+
+def test_generation_reuse_is_checked_and_defaults_to_on_with_one_verified_prompt(config):
+    from entmap.config.plan import generation_settings, reuse_settings
+
+    assert reuse_settings(config) == {"enabled": True, "verify": 1}
+    without = copy.deepcopy(config)
+    without["generation"].pop("reuse")
+    assert reuse_settings(without) == {"enabled": True, "verify": 1}
+    config["generation"]["reuse"] = {"enabled": False, "verify": 3}
+    assert reuse_settings(config) == {"enabled": False, "verify": 3}
+    assert generation_settings(config) == generation_settings(without)  # not part of the seed-matching hash
+    config["generation"]["reuse"] = {"verify": -1}
+    expect_error(copy.deepcopy(config), "generation.reuse.verify: -1 is less than the minimum of 0")
+    config["generation"]["reuse"] = {"check": 1}
+    expect_error(config, "generation.reuse", "'check' was unexpected")

@@ -35,8 +35,36 @@ def data():
 
 def test_map_heatmap(tmp_path, data):
     cells, _ = data
-    plot_entanglement_map(cells, tmp_path / "map", "e_sem", tau=0.03)
+    plot_entanglement_map(cells.assign(reused=False), tmp_path / "map", "e_sem", tau=0.03)
     looks_like_a_figure(tmp_path / "map", (800, 600))
+
+
+def test_map_hatches_the_cells_reused_from_the_base(tmp_path, data):
+    """Reused cells (0 by proof) are hatched in light grey over the colour map's black, with a legend entry."""
+    cells, _ = data
+    ti = cells["method"] == "ti"
+    plain = cells.assign(e_sem=cells["e_sem"].where(~ti, 0.0), reused=False)
+    plot_entanglement_map(plain, tmp_path / "plain", "e_sem", tau=0.03)
+    plot_entanglement_map(plain.assign(reused=ti), tmp_path / "hatched", "e_sem", tau=0.03)
+    looks_like_a_figure(tmp_path / "hatched", (800, 600))
+
+    def grey_pixels(stem) -> int:  # neutral light grey: the hatch, never a colour of the magma map
+        rgb = np.asarray(Image.open(tmp_path / f"{stem}.png").convert("RGB"), dtype=int)
+        return int(
+            ((rgb.max(axis=2) - rgb.min(axis=2) < 8) & (rgb.mean(axis=2) > 150) & (rgb.mean(axis=2) < 230)).sum()
+        )
+
+    hatched_share = ti.mean() * 0.5  # the TI columns' share of the cells, halved for the heatmap's share of the figure
+    size = np.prod(Image.open(tmp_path / "hatched.png").size)
+    assert grey_pixels("hatched") - grey_pixels("plain") > 0.05 * hatched_share * size
+
+
+def test_the_report_counts_reused_cells():
+    from entmap.present.report import reuse_in_words
+
+    cells = pd.DataFrame({"model": ["a/ti", "a/ti", "b/lora", "kv0/perturb"], "reused": [True, False, False, True]})
+    assert reuse_in_words(cells).startswith("2 of 4 cells reused from the base (a/ti 1, kv0/perturb 1)")
+    assert reuse_in_words(cells.assign(reused=False)).startswith("0 of 4 cells reused from the base (")
 
 
 def test_scatter_with_regions(tmp_path, data):

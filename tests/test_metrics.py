@@ -81,6 +81,7 @@ def test_merge_builds_cells_with_the_metric_functions():
         "a_base": [0.30, 0.25, 0.40, 0.10], "a_pers": [0.32, 0.20, 0.40, 0.16],
         "d_sem": [0.02, 0.05, 0.0, 0.06], "lpips": [0.1, 0.3, 0.0, 0.5],
         "f_base": [1.0, 0.75, float("nan"), float("nan")], "f_pers": [0.5, 1.0, float("nan"), float("nan")],
+        "reused": [True, True, True, False],
     })  # fmt: skip
     prompts = pd.DataFrame({"id": ["p1", "p2"], "category": ["people", "animals"], "text": ["x", "y"]})
     floor = {"tau_sem": 0.03, "tau_per": 0.2, "tau_struct": 0.25}
@@ -94,5 +95,6 @@ def test_merge_builds_cells_with_the_metric_functions():
     assert cells.loc["p1", ["e_struct", "e_struct_signed"]].tolist() == pytest.approx([0.375, -0.125])
     assert cells.loc["p2", ["e_struct", "e_struct_signed"]].isna().all()
     assert cells["above_tau_struct"].tolist() == [True, False]  # .375 > .25; p2 unscored
+    assert cells["reused"].tolist() == [True, False]  # a cell is reused when every seed's image was
     unscored = merge_cells(seeds, prompts, {"s": {"category": "face"}}, {**floor, "tau_struct": None})
     assert not unscored["above_tau_struct"].any()

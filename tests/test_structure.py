@@ -76,7 +76,7 @@ def test_the_disrupt_stage_scores_each_seed_matched_image_pair(tmp_path):
     for model, scenes in drawn.items():
         rows = [
             {"prompt_id": pid, "seed": seed, "model": model, "settings_hash": "h", "width": 32, "height": 32,
-             "png": png_bytes(Image.fromarray(render(scene, seed)))}
+             "png": png_bytes(Image.fromarray(render(scene, seed))), "reused": False}
             for pid, by_seed in scenes.items() for seed, scene in enumerate(by_seed)
         ]  # fmt: skip
         images = pd.DataFrame(rows)
@@ -94,6 +94,7 @@ def test_the_disrupt_stage_scores_each_seed_matched_image_pair(tmp_path):
     assert rows.loc[("p1", 0), ["f_base", "f_pers"]].tolist() == [1.0, 1.0]
     assert rows.loc[("p1", 1), ["f_base", "f_pers"]].tolist() == [1.0, 0.75]
     assert rows.loc["p2", ["f_base", "f_pers"]].isna().all().all()  # two objects: not scored
+    assert not rows["reused"].any()  # carried from the personalized images
 
 
 def test_the_noise_floor_measures_how_far_apart_two_base_seeds_are_in_f(tmp_path):

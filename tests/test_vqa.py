@@ -165,7 +165,7 @@ def test_the_disrupt_stage_fills_f_base_and_f_pers_from_the_vqa_model(tiny_vqa, 
     for model, stack in drawn.items():
         rows = [
             {"prompt_id": pid, "seed": seed, "model": model, "settings_hash": "h", "width": 32, "height": 32,
-             "png": png_bytes(Image.fromarray(image))}
+             "png": png_bytes(Image.fromarray(image)), "reused": False}
             for (pid, seed), image in zip(keys, stack, strict=True)
         ]  # fmt: skip
         frame = pd.DataFrame(rows)

@@ -340,6 +340,77 @@ def test_planted_effect_holds_end_to_end(finished_run):
     assert e_per[0] == 0 < e_per[1] < e_per[2]
 
 
+REUSABLE = ("face1/ti", "kv0/perturb")  # weights the base's bit for bit: an embedding row; noise of scale 0
+RENDERED = re.compile(r"generate (\S+): rendered (\d+) of (\d+) images")
+
+
+def rendered_counts(results) -> dict[str, tuple[int, int]]:
+    """model -> (images rendered, images in its shard), as each generation job logged them."""
+    counts = {}
+    for log in sorted(results.glob("logs/generate/**/*.log")):
+        for model, rendered, total in RENDERED.findall(log.read_text()):
+            counts[model] = (int(rendered), int(total))
+    return counts
+
+
+def test_textual_inversion_shards_reuse_the_base_images_exactly(finished_run):
+    """face1/ti and kv0/perturb render every prompt of the map exactly as the base: their shards hold the
+    base's bytes, rendered only in the batches of the verification sample (byte-identical), copied for the
+    rest; LoRA, Custom Diffusion, the external LoRA and the non-zero controls render every image."""
+    from entmap.measure.reuse import verification_sample
+    from entmap.models.sampling import job_batches
+
+    results = finished_run / "results"
+    generation = yaml.safe_load((finished_run / "config.yaml").read_text())["generation"]
+    base = read_table(results / "images/base/000.parquet", IMAGES)
+    counts = rendered_counts(results)
+    for model in MODELS:
+        images = read_table(results / f"images/{model}/000.parquet", IMAGES)
+        rendered = ~images["reused"].to_numpy()
+        assert counts[model] == (rendered.sum(), len(images)), model  # what the job rendered, no more
+        if model not in REUSABLE:
+            assert rendered.all(), model
+            continue
+        assert (images["png"].to_numpy() == base["png"].to_numpy()).all(), model  # copies and sample alike
+        sample = verification_sample(set(base["prompt_id"]), model, generation["reuse"]["verify"])
+        in_sample = images["prompt_id"].isin(sample).to_numpy()
+        batches = [b for b in job_batches(len(images), generation["batch_size"]) if in_sample[list(b)].any()]
+        expected = np.zeros(len(images), dtype=bool)
+        expected[[j for b in batches for j in b]] = True
+        assert (rendered == expected).all() and 0 < rendered.sum() < len(images), model
+    cells = read_table(results / "maps/cells.parquet", CELLS)
+    reused = cells[cells["reused"]]
+    assert set(reused["model"]) == set(REUSABLE)
+    assert (reused["e_sem"] == 0).all() and (reused["e_per"] == 0).all()
+    seeds = pd.concat([read_table(p, DISRUPTION) for p in sorted(results.glob("disruption/*/*/*.parquet"))])
+    every_seed = seeds.groupby(["prompt_id", "model"])["reused"].all()
+    assert (
+        every_seed.loc[list(zip(cells["prompt_id"], cells["model"], strict=True))].tolist() == cells["reused"].tolist()
+    )
+    assert f"{len(reused)} of {len(cells)} cells reused from the base" in (results / "report.html").read_text()
+
+
+def test_base_images_are_rendered_once_however_many_models_reuse_them(finished_run):
+    """Across the run, the base's images are exactly prompts x seeds, rendered once by the base job;
+    every reused image of a personalized shard is a copy of the base image of its (prompt, seed)."""
+    results = finished_run / "results"
+    base = pd.concat([read_table(p, IMAGES) for p in sorted(results.glob("images/base/*.parquet"))])
+    assert len(base) == 6 * 2 and not base.duplicated(["prompt_id", "seed"]).any() and not base["reused"].any()
+    assert rendered_counts(results)["base"] == (6 * 2, 6 * 2)
+    shards = pd.concat([read_table(results / f"images/{model}/000.parquet", IMAGES) for model in MODELS])
+    copies = shards[shards["reused"]].merge(base, on=["prompt_id", "seed"], suffixes=("", "_base"))
+    assert len(copies) == shards["reused"].sum() > 0
+    assert (copies["png"] == copies["png_base"]).all()
+    assert len(set(base["png"]) | set(copies["png"])) == 6 * 2
+
+
+def test_switching_reuse_off_regenerates_only_the_personalized_shards(finished_run):
+    jobs = dry_run_with(finished_run, lambda c: c["generation"]["reuse"].update(enabled=False))
+    generated = {out for rule, out in jobs if rule.startswith("generate_")}
+    assert generated == {f"results/images/{m}/000.parquet" for m in MODELS}
+    assert not {rule for rule, _ in jobs} & {"audit_external", "train", "train_ti", "perturb", "tea_sweep"}
+
+
 def test_analysis_outputs_and_report(finished_run):
     results = finished_run / "results"
     hyp = json.loads((results / "stats/hypotheses.json").read_text())

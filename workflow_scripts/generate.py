@@ -17,4 +17,6 @@ with job_log(sm.log[0]):
         device=sm.params.runtime["device"],
         dtype=sm.params.runtime["dtype"],
         threads=sm.params.runtime["threads"],
+        base_images=sm.input.base_images[0] if getattr(sm.input, "base_images", None) else None,
+        reuse=getattr(sm.params, "reuse", None),
     )

@@ -11,6 +11,7 @@ with job_log(sm.log[0]):
         tables_dir=os.path.dirname(sm.input.tables[0]),
         stats_dir=os.path.dirname(sm.input.stats[0]),
         noise_floor_path=sm.input.noise_floor,
+        cells_path=sm.input.cells,
         figures=list(sm.input.figures),
         config=sm.params.config,
         collapse_tea=list(sm.input.collapse_tea),

@@ -356,6 +356,12 @@ def generation_settings(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def reuse_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """``generation.reuse`` with its defaults: ``enabled`` (true) and ``verify`` (1 prompt per model and shard)."""
+    reuse = config["generation"].get("reuse") or {}
+    return {"enabled": reuse.get("enabled", True), "verify": reuse.get("verify", 1)}
+
+
 def seeds(config: dict[str, Any]) -> list[int]:
     """The K seeds z_1..z_K: first_seed, first_seed + 1, ..."""
     first = config["generation"].get("first_seed", 0)

@@ -25,6 +25,7 @@ IMAGES = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("png", pa.binary()),
+        ("reused", pa.bool_()),  # the base's bytes, copied, not rendered (docs/map.md, "Exact reuse")
     ]
 )
 
@@ -50,6 +51,7 @@ DISRUPTION = pa.schema(
         ("lpips", pa.float64()),
         ("f_base", pa.float64()),  # structured faithfulness f of each image; NaN where not scored
         ("f_pers", pa.float64()),
+        ("reused", pa.bool_()),  # the personalized image is the base's, copied (x_pers = x_base by proof)
     ]
 )
 
@@ -82,6 +84,7 @@ CELLS = pa.schema(
         ("above_tau_sem", pa.bool_()),
         ("above_tau_per", pa.bool_()),
         ("above_tau_struct", pa.bool_()),  # False where not scored structurally
+        ("reused", pa.bool_()),  # every seed's personalized image was copied from the base
     ]
 )
 

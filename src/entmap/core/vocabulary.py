@@ -77,7 +77,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     "entanglement_map": (
         "Concept Entanglement Map",
         "E_sem per prompt (rows, grouped by category) and personalized model (columns); dots mark cells "
-        "above the noise floor tau_sem.",
+        "above the noise floor tau_sem; hatched cells were reused from the base (the model renders the prompt "
+        "exactly as the base does, so the cell is 0 by proof).",
     ),
     "drift_scatter": (
         "Semantic vs perceptual drift",

@@ -74,9 +74,10 @@ def compute_disruption(
     ),
     read_f: FaithfulnessReader | None = None,
 ) -> pd.DataFrame:
-    """One row per (prompt_id, seed): a_base, a_pers, d_sem, lpips, f_base, f_pers.
+    """One row per (prompt_id, seed): a_base, a_pers, d_sem, lpips, f_base, f_pers, reused.
 
-    ``read_f`` reads f of each image (:func:`structure_reader`); None: f is NaN throughout.
+    ``reused`` is the personalized image's flag (its bytes copied from the base). ``read_f`` reads f
+    of each image (:func:`structure_reader`); None: f is NaN throughout.
     """
     check_matched(base_images, pers_images, names[0], names[1])
     check_matched(base_images, base_scores, names[0], names[2])
@@ -99,6 +100,7 @@ def compute_disruption(
     prompt_ids = out["prompt_id"].tolist()
     for column, stack in (("f_base", stack_b), ("f_pers", stack_p)):
         out[column] = np.nan if read_f is None else np.asarray(read_f(stack, prompt_ids), dtype=float)
+    out["reused"] = pi["reused"].to_numpy(dtype=bool)
     return out
 
 

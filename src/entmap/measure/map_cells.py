@@ -7,6 +7,8 @@ cell.e_struct     = mean_k |f_pers - f_base|        (E_struct; NaN where the pro
 cell.e_struct_signed = mean_k (f_pers - f_base)     (negative: elements lost)
 above_tau_*       = the cell exceeds the noise floor's threshold (tau_sem, tau_per, tau_struct;
                     above_tau_struct is False where the prompt is not scored or no tau_struct exists).
+cell.reused       = every seed's personalized image was copied from the base (all_k reused), so the
+                    cell is 0 by proof, not by measurement (docs/map.md, "Exact reuse of base images").
 The wide matrices e_sem.csv and e_per.csv have prompts as rows and models as
 columns: the Concept Entanglement Map M in R^{P x S}.
 
@@ -49,10 +51,21 @@ def merge_cells(
             "e_sem_signed": e_sem_signed(group["a_pers"], group["a_base"]),
             "e_per": e_per(group["lpips"]),
             **dict(zip(("e_struct", "e_struct_signed"), _structure(group), strict=True)),
+            "reused": bool(group["reused"].all()),
         }
         for (prompt_id, model), group in disruption.groupby(["prompt_id", "model"], sort=False)
     ]
-    columns = ["prompt_id", "model", "n_seeds", "e_sem", "e_sem_signed", "e_per", "e_struct", "e_struct_signed"]
+    columns = [
+        "prompt_id",
+        "model",
+        "n_seeds",
+        "e_sem",
+        "e_sem_signed",
+        "e_per",
+        "e_struct",
+        "e_struct_signed",
+        "reused",
+    ]
     cells = pd.DataFrame(rows, columns=columns)
     info = prompts.rename(columns={"id": "prompt_id"})[["prompt_id", "category", "text"]]
     cells = cells.merge(info, on="prompt_id", how="left", validate="many_to_one")

@@ -42,11 +42,21 @@ def load_pipeline(model_id: str, device: torch.device, dtype: torch.dtype, allow
     return pipe.to(device)
 
 
-def open_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: str, dtype: str, threads: int):
-    """A job's pipeline: fix torch threads, resolve device and dtype ("auto"), then :func:`load_model`."""
+def job_runtime(device: str, dtype: str, threads: int) -> tuple[torch.device, torch.dtype]:
+    """Fix torch threads (:func:`configure_torch`) and resolve a job's device and dtype ("auto")."""
     configure_torch(threads)
     torch_device = resolve_device(device)
-    return load_model(base_model, adapter_dir, torch_device, resolve_dtype(dtype, torch_device))
+    return torch_device, resolve_dtype(dtype, torch_device)
+
+
+def open_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: str, dtype: str, threads: int):
+    """A job's pipeline: fix torch threads, resolve device and dtype ("auto"), then :func:`load_model`."""
+    return load_model(base_model, adapter_dir, *job_runtime(device, dtype, threads))
+
+
+def is_checkpoint(meta: dict) -> bool:
+    """Whether an adapter folder's meta.json names a full checkpoint, loaded instead of the base."""
+    return meta["method"] == "external" and meta["kind"] == "checkpoint"
 
 
 def load_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: torch.device, dtype: torch.dtype):
@@ -58,13 +68,22 @@ def load_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, devi
     if adapter_dir is None:
         return load_pipeline(base_model, device, dtype)
     meta = read_meta(adapter_dir)
+    if is_checkpoint(meta):
+        return load_pipeline(meta["source"], device, dtype, allow_pickle=meta.get("allow_pickle", False))
+    return apply_model_adapter(load_pipeline(base_model, device, dtype), adapter_dir)
+
+
+def apply_model_adapter(pipe, adapter_dir: str | os.PathLike[str]):
+    """Apply the adapter of ``adapter_dir`` to a freshly loaded base ``pipe`` in place, and return it.
+
+    A trained method's adapter.safetensors, or an external adapter's audited source file; a full
+    checkpoint (:func:`is_checkpoint`) is not an adapter and is refused.
+    """
+    meta = read_meta(adapter_dir)
+    if is_checkpoint(meta):
+        raise ValueError(f"{adapter_dir}: a full checkpoint is loaded instead of the base, not applied to it")
     if meta["method"] == "external":
-        allow_pickle = meta.get("allow_pickle", False)
-        if meta["kind"] == "checkpoint":
-            return load_pipeline(meta["source"], device, dtype, allow_pickle=allow_pickle)
-        pipe = load_pipeline(base_model, device, dtype)
-        apply_adapter(pipe, meta["kind"], meta["source"], meta.get("token"), allow_pickle)
-        return pipe
-    pipe = load_pipeline(base_model, device, dtype)
-    apply_adapter(pipe, meta.get("format", meta["method"]), Path(adapter_dir) / ADAPTER_FILE, meta.get("token"))
+        apply_adapter(pipe, meta["kind"], meta["source"], meta.get("token"), meta.get("allow_pickle", False))
+    else:
+        apply_adapter(pipe, meta.get("format", meta["method"]), Path(adapter_dir) / ADAPTER_FILE, meta.get("token"))
     return pipe

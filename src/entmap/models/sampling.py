@@ -8,7 +8,7 @@ device. Base and personalized models receive the exact same prompt text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import torch
@@ -92,15 +92,28 @@ def render(
         ).images
 
 
-def render_jobs(pipe, jobs: list[tuple[str, int]], settings: dict[str, Any], desc: str) -> Iterator[tuple[int, Any]]:
+def job_batches(n_jobs: int, batch_size: int) -> list[range]:
+    """The batches :func:`render_jobs` renders: jobs [b * batch_size, (b + 1) * batch_size), the last shorter."""
+    return [range(start, min(start + batch_size, n_jobs)) for start in range(0, n_jobs, batch_size)]
+
+
+def render_jobs(
+    pipe,
+    jobs: list[tuple[str, int]],
+    settings: dict[str, Any],
+    desc: str,
+    batches: Collection[int] | None = None,
+) -> Iterator[tuple[int, Any]]:
     """Render (prompt text, seed) jobs in order, in batches of ``settings['batch_size']``.
 
     Yields (job index, PIL image). The same job list and batch size always give the same batch
-    composition, so the same images, byte for byte, on the same machine.
+    composition, so the same images, byte for byte, on the same machine. ``batches`` (indices into
+    :func:`job_batches`; None: all) renders only those batches, each exactly as a full run composes it.
     """
-    batch_size = settings["batch_size"]
-    for start in tqdm(range(0, len(jobs), batch_size), desc=desc, mininterval=2):
-        batch = jobs[start : start + batch_size]
+    layout = job_batches(len(jobs), settings["batch_size"])
+    chosen = layout if batches is None else [layout[b] for b in sorted(set(batches))]
+    for batch_range in tqdm(chosen, desc=desc, mininterval=2):
+        batch = [jobs[i] for i in batch_range]
         latents = pipeline_latents(pipe, [seed for _, seed in batch], settings["resolution"])
         images = render(pipe, latents, settings, prompts=[text for text, _ in batch])
-        yield from enumerate(images, start)
+        yield from zip(batch_range, images, strict=True)

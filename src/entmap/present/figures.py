@@ -55,7 +55,8 @@ def plot_entanglement_map(
 ) -> list[Path]:
     """Heatmap of the map: rows = prompts grouped by category, columns = models by method.
 
-    Cells above the noise floor ``tau`` are marked with a dot.
+    Cells above the noise floor ``tau`` are marked with a dot; cells whose images were all reused
+    from the base (``reused``: 0 by proof, not measured) are hatched.
     """
     rows = _row_order(cells)
     columns = _column_order(cells)
@@ -76,9 +77,16 @@ def plot_entanglement_map(
     colorbar.set_label(label)
     if tau is not None:
         ys, xs = np.nonzero(matrix > tau)
-        ax.scatter(xs, ys, s=14, c="cyan", marker="o", linewidths=0, label=f"> noise floor ({tau:.3g})")
-        if len(xs):
-            ax.legend(loc="upper right", bbox_to_anchor=(1.0, 1.08), fontsize=7, frameon=False)
+        label = f"> noise floor ({tau:.3g})" if len(xs) else None
+        ax.scatter(xs, ys, s=14, c="cyan", marker="o", linewidths=0, label=label)
+    reused = (
+        cells.pivot(index="prompt_id", columns="model", values="reused")
+        .loc[rows["prompt_id"], columns]
+        .to_numpy(dtype=bool)
+    )
+    hatch_cells(ax, reused, "reused from the base (identical by proof)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False, borderaxespad=0.2)
     boundaries = np.flatnonzero(rows["category"].to_numpy()[1:] != rows["category"].to_numpy()[:-1]) + 1
     for b in boundaries:
         ax.axhline(b - 0.5, color="white", linewidth=1.5)
@@ -101,8 +109,29 @@ def plot_entanglement_map(
     category = cells.drop_duplicates("model").set_index("model")["subject_category"]
     ax.set_xticks(range(n_cols), [f"{m} ({category[m]})" for m in columns], rotation=60, ha="right", fontsize=8)
     ax.set_xlabel("personalized model (subject/method)")
-    ax.set_title(f"Concept Entanglement Map ({value})")
+    ax.set_title(f"Concept Entanglement Map ({value})", loc="left")
     return save_figure(fig, stem)
+
+
+def hatch_cells(ax: plt.Axes, mask: np.ndarray, label: str) -> int:
+    """Hatch the heatmap cells where ``mask`` (rows x columns) is true, with one legend entry; returns their count."""
+    from matplotlib.patches import Rectangle
+
+    ys, xs = np.nonzero(mask)
+    for number, (y, x) in enumerate(zip(ys, xs, strict=True)):
+        ax.add_patch(
+            Rectangle(
+                (x - 0.5, y - 0.5),
+                1,
+                1,
+                fill=False,
+                hatch="////",
+                edgecolor="0.75",
+                linewidth=0,
+                label=label if number == 0 else None,
+            )
+        )
+    return len(ys)
 
 
 def entanglement_map_figure(

@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from entmap.core.atomic import write_text
+from entmap.core.parquet_schemas import CELLS, read_table
 from entmap.core.provenance import __version__, git_commit, package_versions
 from entmap.core.vocabulary import ANALYSIS_TABLES, TABLES, output_caption
 
@@ -247,10 +248,27 @@ def regularizer_in_words(table: pd.DataFrame | None) -> str:
     return "Claim 3 (a geometry-preserving regularizer restores fidelity): " + ". ".join(parts) + "."
 
 
+def reuse_in_words(cells: pd.DataFrame) -> str:
+    """How many cells of the map were reused from the base (``reused``: every seed's image copied), per model."""
+    reused = cells[cells["reused"]]
+    text = f"{len(reused)} of {len(cells)} cells reused from the base"
+    if not len(reused):
+        return text + " (generation.reuse is off, or no model renders any prompt exactly as the base does)."
+    counts = reused.groupby("model", sort=False).size()
+    per_model = ", ".join(f"{model} {count}" for model, count in counts.items())
+    return (
+        f"{text} ({per_model}): each of these models renders the prompt exactly as the base does (denoiser, VAE "
+        "and scheduler bitwise equal to the base's, and the prompt's conditioning bitwise equal), so its images "
+        "are the base's images, copied, and E_sem and E_per are 0 by proof, not measured. A sample of such "
+        "prompts per model and shard was rendered anyway and matched the base byte for byte."
+    )
+
+
 def write_report(
     tables_dir: str | os.PathLike[str],
     stats_dir: str | os.PathLike[str],
     noise_floor_path: str | os.PathLike[str],
+    cells_path: str | os.PathLike[str],
     figures: list[str],
     config: dict[str, Any],
     out_path: str | os.PathLike[str],
@@ -259,6 +277,7 @@ def write_report(
 ) -> None:
     """Assemble report.html from the run's outputs.
 
+    ``cells_path`` is cells.parquet, for the count of cells reused from the base (:func:`reuse_in_words`);
     ``figures`` are PNG paths; ``collapse_tea`` are the CSV and PNG paths of the semantic-collapse
     and TEA section (empty: no such section), ``sage`` those of the geometry and structured
     faithfulness section. Captions come from :mod:`entmap.core.vocabulary`.
@@ -323,6 +342,7 @@ def write_report(
         .from_string(template)
         .render(
             summary=summary,
+            reuse=reuse_in_words(read_table(cells_path, CELLS)),
             noise=noise,
             hypotheses=hypotheses_in_words(hyp),
             figures=figure_data,
