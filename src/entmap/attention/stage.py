@@ -83,6 +83,11 @@ class AttentionRun:
                 raise ValueError(f"the base ran {sorted(calls)} denoising steps; kept {kept} of {len(layers)} layers")
             store.save(folder / f"{b}.pt")
         timesteps = [float(t) for t in pipe.scheduler.timesteps]
+        if len(timesteps) != max(calls):
+            raise ValueError(
+                f"the denoiser ran {max(calls)} times for {len(timesteps)} scheduler steps: one call per step "
+                "(classifier-free guidance in one batch) is what the capture counts"
+            )
         return layouts, layers, kept, timesteps
 
     def model_pass(self, pipe, folder: Path, layouts: list[TokenLayout], layers: list[str], kept: list[int]):

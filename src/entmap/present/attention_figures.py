@@ -110,3 +110,16 @@ def attention_maps_figure(
     text = texts.get(prompt_id, "")
     title = f"{model}: attention over the image, most shifted prompt {prompt_id} ({text!r}), seed {seed}"
     return plot_attention_maps(maps, title, stem)
+
+
+def attention_figures(
+    layer_step_path: str | os.PathLike[str],
+    maps_paths: list[str],
+    texts: dict[str, str],
+    shift_png: str | os.PathLike[str],
+    maps_pngs: list[str],
+) -> None:
+    """Every attention figure of a run: the layers x steps figure and each model's heat maps (PNG and PDF)."""
+    attention_shift_figure(layer_step_path, str(shift_png).removesuffix(".png"))
+    for maps_path, png in zip(maps_paths, maps_pngs, strict=True):
+        attention_maps_figure(maps_path, texts, str(png).removesuffix(".png"))
