@@ -32,7 +32,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -168,7 +168,6 @@ class Capture:
     text_length: int
     steps: frozenset[int] | None
     step: int = -1
-    calls: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def keeps(self) -> bool:
         return self.step >= 0 and (self.steps is None or self.step in self.steps)
@@ -221,10 +220,8 @@ class CaptureProcessor:
                 raise ValueError(
                     f"{probabilities.shape[-1]} text positions recorded, the prompt has {capture.text_length}"
                 )
-            key = (self.layer, capture.step)
-            capture.calls[key] = capture.calls.get(key, 0) + 1
             capture.sink(self.layer, capture.step, probabilities)
-        return type(self.original).__call__(self.original, attn, hidden_states, *args, **kwargs)
+        return self.original(attn, hidden_states, *args, **kwargs)
 
 
 @contextmanager
