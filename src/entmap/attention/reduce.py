@@ -15,8 +15,9 @@ upsampling (repetition) and averaged over the kept layers and steps:
 
     map[n, j] = (1 / (L T)) sum_{l, t} up_l( A[n, l, t, :, j] ).
 
-Memory: the base's probabilities of one batch at the kept layers and steps (written to disk
-between the passes), the per-query means, and the heat maps of the first seed's images.
+Memory: the base's probabilities of one batch at the kept layers and steps in host memory (written
+to disk between the passes), one layer's block of them on the device at a time, the per-query
+means, and the heat maps of the first seed's images.
 """
 
 from __future__ import annotations
@@ -47,14 +48,15 @@ class BatchStore:
     def sink(self, layer: int, step: int, probabilities: torch.Tensor) -> None:
         if (layer, step) in self.probabilities:
             raise ValueError(f"layer {layer} ran twice at step {step}")
-        self.probabilities[(layer, step)] = probabilities
+        self.probabilities[(layer, step)] = probabilities.cpu()  # the device holds one layer's block at a time
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        torch.save({key: value.cpu() for key, value in self.probabilities.items()}, path)
+        torch.save(self.probabilities, path)
 
 
-def load_batch(path: str | os.PathLike[str], device: torch.device) -> dict[tuple[int, int], torch.Tensor]:
-    return torch.load(path, map_location=device, weights_only=True)
+def load_batch(path: str | os.PathLike[str]) -> dict[tuple[int, int], torch.Tensor]:
+    """A batch's base probabilities, on the CPU (each block goes to the device when its layer runs)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class ShiftAccumulator:
@@ -99,6 +101,7 @@ class ShiftAccumulator:
         if base is None or base.shape != probabilities.shape:
             got = None if base is None else tuple(base.shape)
             raise ValueError(f"layer {layer}, step {step}: the base has {got}, the model {tuple(probabilities.shape)}")
+        base = base.to(probabilities.device)
         t = self.step_index[step]
         rows = self.images
         if self.seen[rows, layer, t].any():

@@ -104,7 +104,7 @@ class AttentionRun:
         )
         for b, batch in enumerate(self.batches):
             maps = [(row, self.jobs[n][0]) for row, n in enumerate(batch) if self.jobs[n][2] == self.seeds[0]]
-            accumulator.begin_batch(load_batch(folder / f"{b}.pt", pipe.device), batch, maps)
+            accumulator.begin_batch(load_batch(folder / f"{b}.pt"), batch, maps)
             self.render(pipe, batch, accumulator.sink, text_length)
         if not accumulator.complete():
             raise ValueError("the model did not run every kept layer at every kept step")
