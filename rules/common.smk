@@ -63,6 +63,23 @@ SAGE_OUTPUTS = [
     "results/tables/sage_regularizer.csv",
     "results/figures/geometry.png",
 ]
+# The report's "Cross-attention shift" section (docs/attention.md); none when attention is off.
+ATTENTION_SPEC = entmap_config.attention_spec(config)
+ATTENTION_MODELS = MODELS if ATTENTION_SPEC else []
+ATTENTION_TABLES = list(vocabulary.ATTENTION_TABLES)
+ATTENTION_REPORT = (
+    [
+        "results/tables/table3.csv",
+        "results/tables/attention_correlation.csv",
+        "results/figures/attention_shift.png",
+        *[f"results/figures/attention_maps/{model}.png" for model in ATTENTION_MODELS],
+    ]
+    if ATTENTION_SPEC
+    else []
+)
+ATTENTION_OUTPUTS = (
+    [*[f"results/tables/{table}.csv" for table in ATTENTION_TABLES], *ATTENTION_REPORT[2:]] if ATTENTION_SPEC else []
+)
 
 
 wildcard_constraints:
@@ -128,6 +145,11 @@ def class_images_input(wildcards):
         return []
     word = config["subjects"][wildcards.subject]["class_word"]
     return [f"results/class_images/{entmap_config.class_slug(word)}"]
+
+
+def model_disruption_input(wildcards):
+    """Every shard of a model's per-seed disruption (its column of the map)."""
+    return expand(f"results/disruption/{wildcards.subject}/{wildcards.method}/{{shard}}.parquet", shard=SHARDS)
 
 
 def tea_spec(wildcards):
@@ -196,5 +218,6 @@ RUN_OUTPUTS = [
     *[png.replace(".png", ".pdf") for png in FIGURE_PNGS],
     *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in TEA_OUTPUTS],
     *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in SAGE_OUTPUTS],
+    *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in ATTENTION_OUTPUTS],
     "results/report.html",
 ]

@@ -10,6 +10,7 @@ rule report:
         figures=FIGURE_PNGS,
         collapse_tea=TEA_OUTPUTS,
         sage=SAGE_OUTPUTS,
+        attention=ATTENTION_REPORT,
     output:
         report(
             "results/report.html",

@@ -25,6 +25,7 @@ LAYERS: dict[str, set[str]] = {
     "models": {"core"},
     "config": {"core", "inputs", "models"},
     "geometry": {"core", "models"},
+    "attention": {"core", "models", "measure"},
     "personalize": {"core", "inputs", "models", "geometry"},
     "measure": {"core", "toyworld", "inputs", "models"},
     "analysis": {"core", "measure"},

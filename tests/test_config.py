@@ -268,3 +268,30 @@ def test_generation_reuse_is_checked_and_defaults_to_on_with_one_verified_prompt
     expect_error(copy.deepcopy(config), "generation.reuse.verify: -1 is less than the minimum of 0")
     config["generation"]["reuse"] = {"check": 1}
     expect_error(config, "generation.reuse", "'check' was unexpected")
+
+
+def test_the_attention_block_is_checked_against_the_run(config):
+    from entmap.config.plan import attention_seeds, attention_spec, own_prompt_category
+
+    load_plan(config, SCHEMA)
+    assert attention_spec(config) == {
+        "prompts": {"most_disrupted": 2, "least_disrupted": 2},
+        "steps": None,
+        "layers": None,
+    }
+    assert attention_seeds(config) == [0, 1]
+    assert own_prompt_category(config, "face1") == "people" and own_prompt_category(config, "kv0p2") is None
+    bad = copy.deepcopy(config)
+    bad["attention"].update(seeds=5, steps=[0, 10], prompts=["p000", "nope"])
+    expect_error(bad, "attention.seeds = 5", "attention.steps: [10]", "attention.prompts: ['nope']")
+    bad = copy.deepcopy(config)
+    bad["attention"]["prompts"] = {"most_disrupted": 0}
+    expect_error(bad, "most_disrupted and least_disrupted are both 0")
+    bad["attention"]["prompts"] = {"most": 2}
+    expect_error(bad, "attention.prompts")
+    config["attention"]["enabled"] = False
+    load_plan(config, SCHEMA)
+    assert attention_spec(config) == {}
+    del config["attention"]
+    load_plan(config, SCHEMA)
+    assert attention_spec(config) == {}

@@ -16,5 +16,6 @@ with job_log(sm.log[0]):
         config=sm.params.config,
         collapse_tea=list(sm.input.collapse_tea),
         sage=list(sm.input.sage),
+        attention=list(sm.input.attention),
         out_path=sm.output[0],
     )

@@ -243,7 +243,11 @@ def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Pl
         prompts = select_prompts(load_prompts(config["prompts"]["suite"]), config["prompts"].get("per_category"))
     except ValueError as exc:
         raise ConfigError(f"prompts.suite: {exc}") from exc
-    problems = anchor_overlaps(config, prompts) + structure_problems(config, prompts)
+    problems = (
+        anchor_overlaps(config, prompts)
+        + structure_problems(config, prompts)
+        + attention_problems(config, list(prompts["id"]))
+    )
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
     present = sorted(set(prompts["category"]))
@@ -459,3 +463,56 @@ def collapse_settings(config: dict[str, Any]) -> dict[str, Any]:
         "distances": tea.get("collapse_distances", "paper"),
         "kl_temperature": tea.get("kl_temperature", 1.0),
     }
+
+
+def attention_enabled(config: dict[str, Any]) -> bool:
+    return bool((config.get("attention") or {}).get("enabled"))
+
+
+def attention_spec(config: dict[str, Any]) -> dict[str, Any]:
+    """What an attention job's tables depend on besides the model, the seeds and generation: which
+    prompts, the kept steps and the layers (docs/attention.md)."""
+    if not attention_enabled(config):
+        return {}
+    block = config["attention"]
+    prompts = block["prompts"]
+    return {
+        "prompts": list(prompts) if isinstance(prompts, list) else dict(prompts),
+        "steps": sorted(block["steps"]) if block.get("steps") is not None else None,
+        "layers": list(block["layers"]) if block.get("layers") else None,
+    }
+
+
+def attention_seeds(config: dict[str, Any]) -> list[int]:
+    """The attention jobs' seeds: the first ``attention.seeds`` of the map's seed sequence."""
+    return seeds(config)[: config["attention"]["seeds"]]
+
+
+def own_prompt_category(config: dict[str, Any], name: str) -> str | None:
+    """The prompt category a subject or external adapter belongs to (None for the planted controls)."""
+    return config["subject_categories"].get(subject_category(config, name))
+
+
+def attention_problems(config: dict[str, Any], prompt_ids: list[str]) -> list[str]:
+    """The ``attention`` block against the rest of the config: seeds, steps and listed prompts that exist."""
+    if not attention_enabled(config):
+        return []
+    block, problems = config["attention"], []
+    if block["seeds"] > config["generation"]["seeds"]:
+        problems.append(
+            f"attention.seeds = {block['seeds']} is more than the map's generation.seeds = "
+            f"{config['generation']['seeds']}"
+        )
+    late = [s for s in block.get("steps") or [] if s >= config["generation"]["steps"]]
+    if late:
+        problems.append(
+            f"attention.steps: {late} are not denoising steps of generation.steps = {config['generation']['steps']} "
+            "(0 is the first)"
+        )
+    if isinstance(block["prompts"], list):
+        unknown = [pid for pid in block["prompts"] if pid not in set(prompt_ids)]
+        if unknown:
+            problems.append(f"attention.prompts: {unknown} are not among the evaluated prompts of prompts.suite")
+    elif not block["prompts"].get("most_disrupted") and not block["prompts"].get("least_disrupted"):
+        problems.append("attention.prompts: most_disrupted and least_disrupted are both 0; choose some prompts")
+    return problems

@@ -101,6 +101,45 @@ GEOMETRY = pa.schema(
     ]
 )
 
+ATTENTION = pa.schema(
+    [
+        ("model", pa.string()),
+        ("prompt_id", pa.string()),
+        ("kind", pa.string()),  # high / low (most / least disrupted of the model's non-target prompts) / listed
+        ("rank", pa.int64()),
+        ("e_sem", pa.float64()),  # the model's map cell of the prompt
+        ("layer_index", pa.int64()),  # order of the layer in the denoiser
+        ("layer", pa.string()),
+        ("n_queries", pa.int64()),  # image positions of the layer
+        ("step", pa.int64()),  # denoising step (0 = the first)
+        ("timestep", pa.float64()),
+        ("token", pa.int64()),  # text position; -1: an encoder's padding positions, merged
+        ("token_text", pa.string()),
+        ("token_class", pa.string()),  # bos / word / eos / pad
+        ("encoder", pa.string()),  # clip / t5 / none
+        ("n_tokens", pa.int64()),  # positions the row stands for (1, or the padding's count)
+        ("n_seeds", pa.int64()),
+        ("base_attention", pa.float64()),  # mean over seeds, queries (and merged positions) of A_base
+        ("model_attention", pa.float64()),
+        ("mean_abs_delta", pa.float64()),  # mean of |A_model - A_base|
+    ]
+)
+
+ATTENTION_MAPS = pa.schema(
+    [
+        ("model", pa.string()),
+        ("prompt_id", pa.string()),
+        ("seed", pa.int64()),
+        ("token", pa.int64()),
+        ("token_text", pa.string()),
+        ("token_class", pa.string()),
+        ("encoder", pa.string()),
+        ("kind", pa.string()),  # base / model
+        ("side", pa.int64()),
+        ("values", pa.list_(pa.float32())),  # side x side, row-major
+    ]
+)
+
 TRAIN_LOG = pa.schema(
     [
         ("step", pa.int64()),

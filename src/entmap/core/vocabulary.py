@@ -71,6 +71,16 @@ def population(method: str, include_external: bool = False) -> str:
 #: Analysis outputs: results/tables/{name}.csv and results/stats/{name}.json.
 ANALYSIS_TABLES: tuple[str, ...] = ("per_model", "table1", "table2", "category_matrix", "frechet")
 ANALYSIS_STATS: tuple[str, ...] = ("hypotheses", "normalization", "mixed_model", "significance", "paired_shift")
+#: The cross-attention stage's tables (results/tables/{name}.csv); the report shows the first two.
+ATTENTION_TABLES: tuple[str, ...] = (
+    "table3",
+    "attention_correlation",
+    "attention_overall",
+    "attention_by_layer",
+    "attention_by_step",
+    "attention_layer_step",
+    "attention_by_token",
+)
 
 #: Figure stem -> (title, caption); the per-model image grids ``grids/{model}`` share "grid".
 FIGURES: dict[str, tuple[str, str]] = {
@@ -108,6 +118,18 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Per model, against the base over the evaluated prompts: spread ratio (< 1: the prompts contract) and "
         "local-structure distortion 1 - r, at the text encoders' outputs and at the cross-attention keys and "
         "values (means over layers).",
+    ),
+    "attention_shift": (
+        "Cross-attention shift by layer and step",
+        "Per model: mean |Δ A| = |A_model - A_base| of the text attention probabilities (image queries x text "
+        "positions), over its chosen prompts, seeds, image queries and all text positions, by layer (rows, input to "
+        "output) and denoising step (columns).",
+    ),
+    "attention_maps": (
+        "Attention heat maps",
+        "The model's most shifted prompt at the first seed: each word's attention over the image in the base and "
+        "the personalized model, averaged over the kept layers and steps, and their difference (red: the "
+        "personalized model attends more).",
     ),
 }
 
@@ -162,6 +184,17 @@ TABLES: dict[str, tuple[str, str]] = {
         "resampling the paired prompts; mean distortion and spread ratio per geometry level; identity_clip_image: "
         "CLIP-I of the unadjusted model's TEA-sweep images against the references.",
     ),
+    "table3": (
+        "Table 3: cross-attention shift on high- and low-disruption prompts",
+        "Per model, its most (high) and least (low) disrupted non-target prompts by its map cells: E_sem and the mean "
+        "cross-attention shift |Δ A| over seeds, layers, steps, image queries and all text positions "
+        "(attention_shift) or the prompt's words (attention_shift_word).",
+    ),
+    "attention_correlation": (
+        "Cross-attention shift against E_sem",
+        "Across (prompt, model) cells: Spearman's rho and Pearson's r of the shift (all text positions, or words) "
+        "with E_sem, 95% intervals resampling cells (NaN: fewer than 3 cells or no variation).",
+    ),
     "collapse": (
         "Semantic collapse over training",
         "Per Textual Inversion subject and kept step: ||V*||, its percentile among the vocabulary's norms, "
@@ -181,9 +214,10 @@ def output_caption(path: str) -> tuple[str, str]:
     """(title, caption) of a figure (``results/figures/...png``) or table (``results/tables/...csv``)."""
     parts = path.split("/")
     stem = parts[-1].rsplit(".", 1)[0]
-    if "grids" in parts:
-        model = "/".join(parts[parts.index("grids") + 1 :]).rsplit(".", 1)[0]
-        return f"{FIGURES['grid'][0]}: {model}", figure_caption("grid", model)
+    for folder, name in (("grids", "grid"), ("attention_maps", "attention_maps")):
+        if folder in parts:
+            model = "/".join(parts[parts.index(folder) + 1 :]).rsplit(".", 1)[0]
+            return f"{FIGURES[name][0]}: {model}", figure_caption(name, model)
     if path.endswith(".csv"):
         return TABLES[stem]
     return FIGURES[stem][0], figure_caption(stem)

@@ -51,6 +51,9 @@ class Family:
     text_kv: str
     #: LoRA target modules of the denoiser (peft ``target_modules``)
     lora_targets: tuple[str, ...]
+    #: regex over the denoiser's module names: the attention layers where image queries meet text
+    #: keys (UNet cross-attention ``attn2``; the joint attention of SD3's and Flux's blocks)
+    text_attention: str
     #: method -> what it trains in this family (README's table); a method absent here does not apply
     methods: dict[str, str] = field(default_factory=dict)
     #: adapter kinds an ``external`` entry may have on this family
@@ -99,6 +102,7 @@ SD1 = Family(
     negative_prompt=True,
     text_kv=r"attn2\.to_[kv]\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
+    text_attention=r"\.attn2$",
     methods={
         "ti": "one embedding row of the CLIP text encoder",
         "lora": "UNet attention (to_q/k/v/out), the text encoder optionally",
@@ -123,6 +127,7 @@ SDXL = Family(
     negative_prompt=True,
     text_kv=r"attn2\.to_[kv]\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
+    text_attention=r"\.attn2$",
     methods={
         "ti": "one embedding row in each CLIP text encoder (clip_l and clip_g), trained together",
         "lora": "UNet attention (to_q/k/v/out), with SDXL's text-time conditioning; both CLIP encoders optionally",
@@ -150,6 +155,7 @@ SD3 = Family(
     negative_prompt=True,
     text_kv=r"attn\.add_[kv]_proj\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
+    text_attention=r"^transformer_blocks\.\d+\.attn$",
     methods={
         "ti": "one embedding row in each CLIP text encoder (clip_l and clip_g); T5 is left alone",
         "lora": "transformer attention (to_q/k/v/out), rectified-flow loss; both CLIP encoders optionally",
@@ -178,6 +184,7 @@ FLUX = Family(
     negative_prompt=False,
     text_kv=r"transformer_blocks\.\d+\.attn\.add_[kv]_proj\.weight$",
     lora_targets=("to_q", "to_k", "to_v", "to_out.0"),
+    text_attention=r"^(single_)?transformer_blocks\.\d+\.attn$",
     methods={
         "ti": "one embedding row of the CLIP text encoder (it gives Flux only its pooled vector); T5 is left alone",
         "lora": "transformer attention (to_q/k/v/out), rectified-flow loss on packed latents; the CLIP "

@@ -264,6 +264,46 @@ def reuse_in_words(cells: pd.DataFrame) -> str:
     )
 
 
+def attention_in_words(paths: list[str]) -> list[str]:
+    """What this run's cross-attention tables say, in numbers (docs/attention.md)."""
+    tables = {Path(p).stem: pd.read_csv(p) for p in paths if p.endswith(".csv")}
+    lines = []
+    table = tables.get("table3")
+    if table is not None and len(table):
+        table = table.assign(model=table["subject"] + "/" + table["method"])
+        unchanged = sorted(m for m, rows in table.groupby("model") if (rows["attention_shift"] == 0).all())
+        study = table[table["population"] == "study"]
+        means = study.pivot_table(index="model", columns="kind", values="attention_shift", aggfunc="mean")
+        if {"high", "low"} <= set(means.columns) and len(means.dropna()):
+            paired = means[["high", "low"]].dropna()
+            lines.append(
+                f"Cross-attention shift |Δ A| of the study's {len(paired)} models: {paired['high'].mean():.4g} on "
+                f"their most disrupted prompts against {paired['low'].mean():.4g} on their least disrupted ones "
+                f"(higher on the most disrupted for {int((paired['high'] > paired['low']).sum())} of {len(paired)} "
+                "models)."
+            )
+        if unchanged:
+            lines.append(
+                f"Exactly zero on every prompt (the attention of the base, to the last bit): {', '.join(unchanged)}."
+            )
+    correlations = tables.get("attention_correlation")
+    if correlations is not None and len(correlations):
+        chosen = correlations[correlations["tokens"] == "all"]
+        parts = [
+            f"{row.statistic} {row.value:.3g} [{row.ci_low:.3g}, {row.ci_high:.3g}] over {row.n_cells} cells of "
+            f"{'the study' if row.models == 'study' else 'every model'}"
+            if pd.notna(row.value)
+            else f"{row.statistic}: not defined over {row.n_cells} cells of {row.models} (too few or no variation)"
+            for row in chosen.itertuples()
+        ]
+        lines.append("Shift against E_sem across (prompt, model) cells: " + "; ".join(parts) + ".")
+    lines.append(
+        "By layer, step, text position and token class: tables/attention_overall.csv, attention_by_layer.csv, "
+        "attention_by_step.csv, attention_by_token.csv."
+    )
+    return lines
+
+
 def write_report(
     tables_dir: str | os.PathLike[str],
     stats_dir: str | os.PathLike[str],
@@ -274,13 +314,15 @@ def write_report(
     out_path: str | os.PathLike[str],
     collapse_tea: list[str] | None = None,
     sage: list[str] | None = None,
+    attention: list[str] | None = None,
 ) -> None:
     """Assemble report.html from the run's outputs.
 
     ``cells_path`` is cells.parquet, for the count of cells reused from the base (:func:`reuse_in_words`);
     ``figures`` are PNG paths; ``collapse_tea`` are the CSV and PNG paths of the semantic-collapse
     and TEA section (empty: no such section), ``sage`` those of the geometry and structured
-    faithfulness section. Captions come from :mod:`entmap.core.vocabulary`.
+    faithfulness section, ``attention`` those of the cross-attention section. Captions come from
+    :mod:`entmap.core.vocabulary`.
     """
 
     tables_dir, stats_dir = Path(tables_dir), Path(stats_dir)
@@ -360,6 +402,8 @@ def write_report(
             collapse_tea_text=collapse_tea_in_words(collapse_tea or []),
             sage=[_section_item(path) for path in sage or []],
             sage_text=sage_in_words(sage or []),
+            attention=[_section_item(path) for path in attention or []],
+            attention_text=attention_in_words(attention or []),
         )
     )
     write_text(out_path, page)
