@@ -9,6 +9,7 @@ rule report:
         figures=FIGURE_PNGS,
         collapse_tea=TEA_OUTPUTS,
         sage=SAGE_OUTPUTS,
+        blocks=BLOCK_OUTPUTS,
     output:
         report(
             "results/report.html",

@@ -15,5 +15,6 @@ with job_log(sm.log[0]):
         config=sm.params.config,
         collapse_tea=list(sm.input.collapse_tea),
         sage=list(sm.input.sage),
+        blocks=list(sm.input.blocks),
         out_path=sm.output[0],
     )

@@ -108,6 +108,11 @@ FIGURES: dict[str, tuple[str, str]] = {
         "local-structure distortion 1 - r, at the text encoders' outputs and at the cross-attention keys and "
         "values (means over layers).",
     ),
+    "block_attribution": (
+        "Block attribution",
+        "Per model, the share of its E_sem and E_per (over the subset of prompts and seeds) that switching "
+        "each block of its adapter off removes: (E(full) - E(block off)) / E(full); 1 = the block carries it all.",
+    ),
 }
 
 #: Table stem -> (title, caption) of the tables the report shows.
@@ -159,6 +164,14 @@ TABLES: dict[str, tuple[str, str]] = {
         "subject's non-target prompts and delta = variant - method (< 0: less disruption) with a 95% interval "
         "resampling the paired prompts; mean distortion and spread ratio per geometry level; identity_clip_image: "
         "CLIP-I of the unadjusted model's TEA-sweep images against the references.",
+    ),
+    "block_attribution": (
+        "Block attribution",
+        "Per model and block of its adapter (adapted_modules: modules it changes there), over its most disrupted "
+        "prompts and the first seeds: E(full) of the personalized model against the seed-matched base, "
+        "contribution = E(full) - E(block off) with a 95% interval resampling prompts and seeds, share = "
+        "contribution / E(full), E(only: the block alone on); models without blocks (Textual Inversion, full "
+        "checkpoints) with the reason.",
     ),
     "collapse": (
         "Semantic collapse over training",

@@ -8,6 +8,7 @@ adapter applied through the public diffusers loader of its method.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -49,22 +50,43 @@ def open_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, devi
     return load_model(base_model, adapter_dir, torch_device, resolve_dtype(dtype, torch_device))
 
 
+@dataclass(frozen=True)
+class AdapterSource:
+    """How an adapter folder's model is made: ``kind`` (ti, lora, cd, or checkpoint: a whole pipeline)
+    applied from ``path``, with its ``token`` and whether pickle files may be read."""
+
+    kind: str
+    path: str
+    token: str | None
+    allow_pickle: bool = False
+
+
+def adapter_source(adapter_dir: str | os.PathLike[str]) -> AdapterSource:
+    """What the adapter folder's meta.json says: a trained method's adapter.safetensors in its file
+    ``format`` (the planted control is a ``cd`` file), or an audited external adapter's source."""
+    meta = read_meta(adapter_dir)
+    if meta["method"] == "external":
+        return AdapterSource(meta["kind"], meta["source"], meta.get("token"), meta.get("allow_pickle", False))
+    return AdapterSource(meta.get("format", meta["method"]), str(Path(adapter_dir) / ADAPTER_FILE), meta.get("token"))
+
+
+def apply_source(pipe, source: AdapterSource) -> None:
+    """Apply an adapter (not a checkpoint) to ``pipe`` in place with its public loader (``apply_adapter``)."""
+    apply_adapter(pipe, source.kind, source.path, source.token, source.allow_pickle)
+
+
 def load_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: torch.device, dtype: torch.dtype):
     """The pipeline of one model of the map: the base, or the base with an adapter folder applied.
 
-    The adapter folder's meta.json says how: a trained method (adapter.safetensors) or an
-    audited external adapter (its source file, or a full checkpoint loaded instead of the base).
+    The adapter folder's meta.json says how (:func:`adapter_source`): a trained method
+    (adapter.safetensors) or an audited external adapter (its source file, or a full checkpoint
+    loaded instead of the base).
     """
     if adapter_dir is None:
         return load_pipeline(base_model, device, dtype)
-    meta = read_meta(adapter_dir)
-    if meta["method"] == "external":
-        allow_pickle = meta.get("allow_pickle", False)
-        if meta["kind"] == "checkpoint":
-            return load_pipeline(meta["source"], device, dtype, allow_pickle=allow_pickle)
-        pipe = load_pipeline(base_model, device, dtype)
-        apply_adapter(pipe, meta["kind"], meta["source"], meta.get("token"), allow_pickle)
-        return pipe
+    source = adapter_source(adapter_dir)
+    if source.kind == "checkpoint":
+        return load_pipeline(source.path, device, dtype, allow_pickle=source.allow_pickle)
     pipe = load_pipeline(base_model, device, dtype)
-    apply_adapter(pipe, meta.get("format", meta["method"]), Path(adapter_dir) / ADAPTER_FILE, meta.get("token"))
+    apply_source(pipe, source)
     return pipe

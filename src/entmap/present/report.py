@@ -247,6 +247,43 @@ def regularizer_in_words(table: pd.DataFrame | None) -> str:
     return "Claim 3 (a geometry-preserving regularizer restores fidelity): " + ". ".join(parts) + "."
 
 
+def blocks_in_words(paths: list[str]) -> list[str]:
+    """Per measured model, the block carrying the largest share of E_sem and of E_per; the models without blocks."""
+    tables = [pd.read_csv(p) for p in paths if p.endswith(".csv")]
+    if not tables:
+        return []
+    table = tables[0]
+    table["block"] = table["block"].fillna("")
+    measured, skipped = table[table["block"] != ""], table[table["block"] == ""]
+    lines = []
+    if len(measured):
+        first = measured.iloc[0]
+        lines.append(
+            f"Each model's adapter switched off one block at a time, on its {int(first['n_prompts'])} most disrupted "
+            f"prompts (or the configured ones) and {int(first['n_seeds'])} seeds; a block's share is "
+            "(E(full) - E(block off)) / E(full)."
+        )
+    parts = []
+    for model, rows in measured.groupby("model", sort=False):
+        words = []
+        for q, label in (("sem", "E_sem"), ("per", "E_per")):
+            total = rows[f"e_full_{q}"].iloc[0]
+            if not rows[f"share_{q}"].notna().any():
+                words.append(f"{label} {total:.3g} (nothing to attribute)")
+                continue
+            top = rows.loc[rows[f"share_{q}"].idxmax()]
+            words.append(
+                f"{label} {total:.3g}, most in {top['block']} ({top[f'share_{q}']:.0%}; shares sum to "
+                f"{rows[f'share_{q}'].sum():.2f})"
+            )
+        parts.append(f"{model}: " + ", ".join(words))
+    if parts:
+        lines.append("; ".join(parts) + ".")
+    for note, rows in skipped.groupby("note", sort=False):
+        lines.append(f"Not measured ({', '.join(rows['model'])}): {note}.")
+    return lines
+
+
 def write_report(
     tables_dir: str | os.PathLike[str],
     stats_dir: str | os.PathLike[str],
@@ -256,12 +293,14 @@ def write_report(
     out_path: str | os.PathLike[str],
     collapse_tea: list[str] | None = None,
     sage: list[str] | None = None,
+    blocks: list[str] | None = None,
 ) -> None:
     """Assemble report.html from the run's outputs.
 
     ``figures`` are PNG paths; ``collapse_tea`` are the CSV and PNG paths of the semantic-collapse
     and TEA section (empty: no such section), ``sage`` those of the geometry and structured
-    faithfulness section. Captions come from :mod:`entmap.core.vocabulary`.
+    faithfulness section, ``blocks`` those of the block attribution section. Captions come from
+    :mod:`entmap.core.vocabulary`.
     """
 
     tables_dir, stats_dir = Path(tables_dir), Path(stats_dir)
@@ -340,6 +379,8 @@ def write_report(
             collapse_tea_text=collapse_tea_in_words(collapse_tea or []),
             sage=[_section_item(path) for path in sage or []],
             sage_text=sage_in_words(sage or []),
+            blocks=[_section_item(path) for path in blocks or []],
+            blocks_text=blocks_in_words(blocks or []),
         )
     )
     write_text(out_path, page)
