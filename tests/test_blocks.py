@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO
+from PIL import Image
 from safetensors.torch import save_file
 
 from entmap.analysis.block_attribution import NO_DISRUPTION, NO_MODULES, attribution_table, model_attribution
@@ -28,6 +29,8 @@ from entmap.models.loading import load_model, load_pipeline
 from entmap.models.sampling import render_jobs
 from entmap.personalize.lora import add_lora_adapters, save_lora
 from entmap.personalize.perturb import perturbed_kv
+from entmap.present.figures import block_attribution_figure
+from entmap.present.report import blocks_in_words
 
 CPU = torch.device("cpu")
 SETTINGS = {"resolution": 64, "steps": 3, "guidance_scale": 5.0, "batch_size": 4, "negative_prompt": ""}
@@ -286,6 +289,28 @@ def test_contribution_and_share_arithmetic_by_hand():
     # every replicate of block b's contribution is a mean of per-(p, k) differences in {0, 0, 0.1, 0.1}
     assert boot.loc["b", "contribution_ci_low_sem"] >= 0
     assert boot.loc["b", "contribution_ci_high_sem"] <= 0.1 + 1e-12
+
+
+def test_the_figure_and_the_reports_words(tmp_path):
+    rows = rows_for(
+        {
+            ("base", ""): [[0, 0], [0, 0]],
+            ("full", ""): [[0.4, 0.2], [0.1, 0.3]],
+            ("off", "a"): [[0.1, 0.1], [0.1, 0.1]],
+            ("off", "b"): [[0.4, 0.2], [0.0, 0.2]],
+        }
+    )
+    path = tmp_path / "block_attribution.csv"
+    attribution_table(rows, {"face1/ti": NO_BLOCKS["ti"]}, n_boot=50).to_csv(path, index=False)
+    block_attribution_figure(path, tmp_path / "block_attribution")
+    image = np.asarray(Image.open(tmp_path / "block_attribution.png").convert("L"), dtype=float)
+    assert image.std() > 10 and (tmp_path / "block_attribution.pdf").read_bytes()[:5] == b"%PDF-"
+    lines = blocks_in_words([str(path)])
+    assert "2 most disrupted prompts" in lines[0] and "2 seeds" in lines[0]
+    assert lines[1] == (
+        "m/lora: E_sem 0.25, most in a (60%; shares sum to 0.80), E_per 0.5, most in a (60%; shares sum to 0.80)."
+    )
+    assert lines[2] == f"Not measured (face1/ti): {NO_BLOCKS['ti']}."
 
 
 def test_no_disruption_gives_no_shares_and_says_so():

@@ -124,6 +124,8 @@ def attribution_table(
     )
     table = pd.concat([*frames, skipped], ignore_index=True) if frames or len(skipped) else pd.DataFrame()
     table = table.reindex(columns=COLUMNS)
+    counts = ["adapted_modules", "n_prompts", "n_seeds"]
+    table[counts] = table[counts].astype("Int64")  # integers, blank for a model without blocks
     table["method"] = table["model"].str.split("/", n=1).str[1]
     table["note"] = table["note"].fillna("")
     return table

@@ -454,13 +454,14 @@ def plot_block_attribution(table: pd.DataFrame, stem: str | os.PathLike[str]) ->
         axes[0].text(0.5, 0.5, "no model with blocks to switch off", ha="center", transform=axes[0].transAxes)
         axes[0].set_axis_off()
     else:
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 0.0))
-    footer = "; ".join(f"{row.model}: no blocks" for row in skipped.itertuples())
+        axes[0].legend(fontsize=6, loc="best")
     fig.suptitle("Share of each model's disruption carried by each block (contribution / E(full))", fontsize=10)
-    if footer:
-        fig.text(0.5, 0.035, f"not measured ({footer})", ha="center", fontsize=7, color="0.35", wrap=True)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
+    bottom = 0.0
+    if len(skipped):
+        names = ", ".join(skipped["model"])
+        fig.text(0.01, 0.01, f"no blocks, not measured: {names}", fontsize=7, color="0.35", wrap=True)
+        bottom = 0.5 / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 0.96))
     return save_figure(fig, stem, dpi=110)
 
 
