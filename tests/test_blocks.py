@@ -305,8 +305,9 @@ def test_the_figure_and_the_reports_words(tmp_path):
     block_attribution_figure(path, tmp_path / "block_attribution")
     image = np.asarray(Image.open(tmp_path / "block_attribution.png").convert("L"), dtype=float)
     assert image.std() > 10 and (tmp_path / "block_attribution.pdf").read_bytes()[:5] == b"%PDF-"
-    lines = blocks_in_words([str(path)])
-    assert "2 most disrupted prompts" in lines[0] and "2 seeds" in lines[0]
+    lines = blocks_in_words([str(path)], {"enabled": True, "prompts": 2, "rank_by": "e_per"})
+    assert "on its 2 most disrupted prompts (e_per) and 2 seeds" in lines[0]
+    assert "on the 2 configured prompts" in blocks_in_words([str(path)], {"prompts": ["p1", "p2"]})[0]
     assert lines[1] == (
         "m/lora: E_sem 0.25, most in a (60%; shares sum to 0.80), E_per 0.5, most in a (60%; shares sum to 0.80)."
     )

@@ -247,8 +247,11 @@ def regularizer_in_words(table: pd.DataFrame | None) -> str:
     return "Claim 3 (a geometry-preserving regularizer restores fidelity): " + ". ".join(parts) + "."
 
 
-def blocks_in_words(paths: list[str]) -> list[str]:
-    """Per measured model, the block carrying the largest share of E_sem and of E_per; the models without blocks."""
+def blocks_in_words(paths: list[str], settings: dict[str, Any] | None = None) -> list[str]:
+    """Per measured model, the block carrying the largest share of E_sem and of E_per; the models without blocks.
+
+    ``settings``: the config's ``block_attribution`` block, which says how the prompts were chosen.
+    """
     tables = [pd.read_csv(p) for p in paths if p.endswith(".csv")]
     if not tables:
         return []
@@ -258,10 +261,15 @@ def blocks_in_words(paths: list[str]) -> list[str]:
     lines = []
     if len(measured):
         first = measured.iloc[0]
+        chosen = (settings or {}).get("prompts", int(first["n_prompts"]))
+        prompts = (
+            f"the {len(chosen)} configured prompts"
+            if isinstance(chosen, list)
+            else f"its {chosen} most disrupted prompts ({(settings or {}).get('rank_by', 'e_sem')})"
+        )
         lines.append(
-            f"Each model's adapter switched off one block at a time, on its {int(first['n_prompts'])} most disrupted "
-            f"prompts (or the configured ones) and {int(first['n_seeds'])} seeds; a block's share is "
-            "(E(full) - E(block off)) / E(full)."
+            f"Each model's adapter switched off one block at a time, on {prompts} and {int(first['n_seeds'])} seeds; "
+            "a block's share is (E(full) - E(block off)) / E(full)."
         )
     parts = []
     for model, rows in measured.groupby("model", sort=False):
@@ -380,7 +388,7 @@ def write_report(
             sage=[_section_item(path) for path in sage or []],
             sage_text=sage_in_words(sage or []),
             blocks=[_section_item(path) for path in blocks or []],
-            blocks_text=blocks_in_words(blocks or []),
+            blocks_text=blocks_in_words(blocks or [], config.get("block_attribution")),
         )
     )
     write_text(out_path, page)
