@@ -13,7 +13,8 @@ What "off" means depends on how the adapter sits in the pipeline:
   model's values, and the adapter's values are copied in again afterwards. Both copies are kept, so
   restoring is bitwise. The modifier token's embedding row is not switched: like a Textual
   Inversion row it only enters prompts that contain the token.
-* **Textual Inversion** and **full checkpoints** have no blocks to switch: :func:`unswitchable_reason`
+* **Textual Inversion** and **full checkpoints** have no blocks to switch:
+  :func:`entmap.models.blocks.unswitchable_reason`
   says why, and :func:`open_switchable` refuses them with that reason.
 
 With every block off the pipeline is the base model, and with none off it is the adapter's model,
