@@ -81,6 +81,13 @@ ATTENTION_OUTPUTS = (
     [*[f"results/tables/{table}.csv" for table in ATTENTION_TABLES], *ATTENTION_REPORT[2:]] if ATTENTION_SPEC else []
 )
 
+# Block attribution (docs/blocks.md): settings, the models measured, those without blocks and why.
+BLOCK_SETTINGS = entmap_config.block_attribution_settings(config)
+BLOCK_MODELS, BLOCK_UNMEASURED = entmap_config.block_attribution_models(config, MODELS)
+BLOCK_OUTPUTS = (
+    ["results/tables/block_attribution.csv", "results/figures/block_attribution.png"] if BLOCK_SETTINGS else []
+)
+
 
 wildcard_constraints:
     subject="[a-z0-9_-]+",
@@ -162,6 +169,13 @@ def tea_tradeoff_input(wildcards):
     return ["results/tables/tea_tradeoff.csv"] if swept else []
 
 
+def block_disruption_input(wildcards):
+    """The model's disruption shards, when its most disrupted prompts are chosen from this run's map."""
+    if not isinstance(BLOCK_SETTINGS.get("prompts"), int):
+        return []
+    return [f"results/disruption/{wildcards.subject}/{wildcards.method}/{shard}.parquet" for shard in SHARDS]
+
+
 def tea_reference_input(wildcards):
     folder = tea_spec(wildcards)["references"]
     return [folder] if folder else []
@@ -219,5 +233,6 @@ RUN_OUTPUTS = [
     *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in TEA_OUTPUTS],
     *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in SAGE_OUTPUTS],
     *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in ATTENTION_OUTPUTS],
+    *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in BLOCK_OUTPUTS],
     "results/report.html",
 ]

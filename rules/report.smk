@@ -11,6 +11,7 @@ rule report:
         collapse_tea=TEA_OUTPUTS,
         sage=SAGE_OUTPUTS,
         attention=ATTENTION_REPORT,
+        blocks=BLOCK_OUTPUTS,
     output:
         report(
             "results/report.html",

@@ -17,5 +17,6 @@ with job_log(sm.log[0]):
         collapse_tea=list(sm.input.collapse_tea),
         sage=list(sm.input.sage),
         attention=list(sm.input.attention),
+        blocks=list(sm.input.blocks),
         out_path=sm.output[0],
     )

@@ -30,6 +30,7 @@ from entmap.inputs.prompt_suites import (
 )
 from entmap.inputs.references import check_reference_folder
 from entmap.models.adapter_formats import check_source, is_hub_id
+from entmap.models.blocks import unswitchable_reason
 from entmap.models.families import FAMILIES, Family, FamilyError, family_of
 
 #: Where derived artefacts of tiny models live (outputs of build_tiny_base).
@@ -261,6 +262,9 @@ def load_plan(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> Pl
                 for k, v in missing.items()
             )
         )
+    problems = block_prompt_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
     shards = make_shards(list(prompts["id"]), config["prompts"]["shard_size"])
     models = tuple(f"{name}/{method}" for name, subject in config["subjects"].items() for method in subject["methods"])
     models += tuple(f"{name}/external" for name in config.get("external", {}))
@@ -516,3 +520,63 @@ def attention_problems(config: dict[str, Any], prompt_ids: list[str]) -> list[st
     elif not block["prompts"].get("most_disrupted") and not block["prompts"].get("least_disrupted"):
         problems.append("attention.prompts: most_disrupted and least_disrupted are both 0; choose some prompts")
     return problems
+
+
+#: defaults of the ``block_attribution`` block's optional keys
+BLOCK_DEFAULTS = {"prompts": 3, "rank_by": "e_sem", "seeds": 2, "transformer_groups": 4, "isolated": False}
+
+
+def block_attribution_enabled(config: dict[str, Any]) -> bool:
+    return bool((config.get("block_attribution") or {}).get("enabled"))
+
+
+def block_attribution_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The block attribution job's settings: ``prompts`` (N most disrupted, or a list of prompt ids),
+    ``rank_by``, ``seeds`` (the first N of the map's seed sequence, as a list), ``transformer_groups``
+    and ``isolated``; {} when the stage is off."""
+    if not block_attribution_enabled(config):
+        return {}
+    block = {**BLOCK_DEFAULTS, **config["block_attribution"]}
+    first = config["generation"].get("first_seed", 0)
+    return {
+        "prompts": block["prompts"],
+        "rank_by": block["rank_by"],
+        "seeds": list(range(first, first + block["seeds"])),
+        "transformer_groups": block["transformer_groups"],
+        "isolated": block["isolated"],
+    }
+
+
+def adapter_kind(config: dict[str, Any], model: str) -> str:
+    """The kind of adapter file a personalized model of the map is made of (ti, lora, cd, checkpoint);
+    the planted-effect control is a ``cd`` file."""
+    name, method = model.split("/", 1)
+    if method == "external":
+        return config["external"][name]["kind"]
+    if method == "perturb":
+        return "cd"
+    return split_method(method)[0]
+
+
+def block_attribution_models(config: dict[str, Any], models: tuple[str, ...] | list[str]) -> tuple[list[str], dict]:
+    """(models measured block by block, {model without blocks: why}); both empty when the stage is off.
+
+    Textual Inversion (trained or external) and full checkpoints have no blocks
+    (:func:`entmap.models.block_switch.unswitchable_reason`).
+    """
+    if not block_attribution_enabled(config):
+        return [], {}
+    reasons = {model: unswitchable_reason(adapter_kind(config, model)) for model in models}
+    return [m for m, reason in reasons.items() if reason is None], {m: r for m, r in reasons.items() if r}
+
+
+def block_prompt_problems(config: dict[str, Any]) -> list[str]:
+    """Prompt ids the block attribution names that the prompt suite does not have, as one line."""
+    chosen = (config.get("block_attribution") or {}).get("prompts")
+    if not block_attribution_enabled(config) or not isinstance(chosen, list):
+        return []
+    known = set(load_prompts(config["prompts"]["suite"])["id"])
+    unknown = [pid for pid in chosen if pid not in known]
+    if unknown:
+        return [f"block_attribution.prompts: {unknown[:5]} are not prompt ids of {config['prompts']['suite']}"]
+    return []

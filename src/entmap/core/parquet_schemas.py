@@ -140,6 +140,21 @@ ATTENTION_MAPS = pa.schema(
     ]
 )
 
+BLOCK_ATTRIBUTION = pa.schema(
+    [
+        ("model", pa.string()),
+        ("config", pa.string()),  # base (every block off), full (none off), off (block off), only (block alone on)
+        ("block", pa.string()),  # the block of off/only; "" for base and full
+        ("adapted_modules", pa.int64()),  # modules the adapter changes in the block (all blocks: base, full)
+        ("prompt_id", pa.string()),
+        ("seed", pa.int64()),
+        ("clip_cos", pa.float64()),
+        ("d_sem", pa.float64()),  # |a(config) - a(base)|
+        ("lpips", pa.float64()),  # LPIPS(x(base), x(config))
+        ("png_sha256", pa.string()),
+    ]
+)
+
 TRAIN_LOG = pa.schema(
     [
         ("step", pa.int64()),

@@ -131,6 +131,11 @@ FIGURES: dict[str, tuple[str, str]] = {
         "the personalized model, averaged over the kept layers and steps, and their difference (red: the "
         "personalized model attends more).",
     ),
+    "block_attribution": (
+        "Block attribution",
+        "Per model, the share of its E_sem and E_per (over the subset of prompts and seeds) that switching "
+        "each block of its adapter off removes: (E(full) - E(block off)) / E(full); 1 = the block carries it all.",
+    ),
 }
 
 #: Table stem -> (title, caption) of the tables the report shows.
@@ -194,6 +199,14 @@ TABLES: dict[str, tuple[str, str]] = {
         "Cross-attention shift against E_sem",
         "Across (prompt, model) cells: Spearman's rho and Pearson's r of the shift (all text positions, or words) "
         "with E_sem, 95% intervals resampling cells (NaN: fewer than 3 cells or no variation).",
+    ),
+    "block_attribution": (
+        "Block attribution",
+        "Per model and block of its adapter (adapted_modules: modules it changes there), over its most disrupted "
+        "prompts and the first seeds: E(full) of the personalized model against the seed-matched base, "
+        "contribution = E(full) - E(block off) with a 95% interval resampling prompts and seeds, share = "
+        "contribution / E(full), E(only: the block alone on); models without blocks (Textual Inversion, full "
+        "checkpoints) with the reason.",
     ),
     "collapse": (
         "Semantic collapse over training",

@@ -8,6 +8,7 @@ adapter applied through the public diffusers loader of its method.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -59,17 +60,43 @@ def is_checkpoint(meta: dict) -> bool:
     return meta["method"] == "external" and meta["kind"] == "checkpoint"
 
 
+@dataclass(frozen=True)
+class AdapterSource:
+    """How an adapter folder's model is made: ``kind`` (ti, lora, cd, or checkpoint: a whole pipeline)
+    applied from ``path``, with its ``token`` and whether pickle files may be read."""
+
+    kind: str
+    path: str
+    token: str | None
+    allow_pickle: bool = False
+
+
+def adapter_source(adapter_dir: str | os.PathLike[str]) -> AdapterSource:
+    """What the adapter folder's meta.json says: a trained method's adapter.safetensors in its file
+    ``format`` (the planted control is a ``cd`` file), or an audited external adapter's source."""
+    meta = read_meta(adapter_dir)
+    if meta["method"] == "external":
+        return AdapterSource(meta["kind"], meta["source"], meta.get("token"), meta.get("allow_pickle", False))
+    return AdapterSource(meta.get("format", meta["method"]), str(Path(adapter_dir) / ADAPTER_FILE), meta.get("token"))
+
+
+def apply_source(pipe, source: AdapterSource) -> None:
+    """Apply an adapter (not a checkpoint) to ``pipe`` in place with its public loader (``apply_adapter``)."""
+    apply_adapter(pipe, source.kind, source.path, source.token, source.allow_pickle)
+
+
 def load_model(base_model: str, adapter_dir: str | os.PathLike[str] | None, device: torch.device, dtype: torch.dtype):
     """The pipeline of one model of the map: the base, or the base with an adapter folder applied.
 
-    The adapter folder's meta.json says how: a trained method (adapter.safetensors) or an
-    audited external adapter (its source file, or a full checkpoint loaded instead of the base).
+    The adapter folder's meta.json says how (:func:`adapter_source`): a trained method
+    (adapter.safetensors) or an audited external adapter (its source file, or a full checkpoint
+    loaded instead of the base).
     """
     if adapter_dir is None:
         return load_pipeline(base_model, device, dtype)
-    meta = read_meta(adapter_dir)
-    if is_checkpoint(meta):
-        return load_pipeline(meta["source"], device, dtype, allow_pickle=meta.get("allow_pickle", False))
+    source = adapter_source(adapter_dir)
+    if source.kind == "checkpoint":
+        return load_pipeline(source.path, device, dtype, allow_pickle=source.allow_pickle)
     return apply_model_adapter(load_pipeline(base_model, device, dtype), adapter_dir)
 
 
@@ -79,11 +106,8 @@ def apply_model_adapter(pipe, adapter_dir: str | os.PathLike[str]):
     A trained method's adapter.safetensors, or an external adapter's audited source file; a full
     checkpoint (:func:`is_checkpoint`) is not an adapter and is refused.
     """
-    meta = read_meta(adapter_dir)
-    if is_checkpoint(meta):
+    source = adapter_source(adapter_dir)
+    if source.kind == "checkpoint":
         raise ValueError(f"{adapter_dir}: a full checkpoint is loaded instead of the base, not applied to it")
-    if meta["method"] == "external":
-        apply_adapter(pipe, meta["kind"], meta["source"], meta.get("token"), meta.get("allow_pickle", False))
-    else:
-        apply_adapter(pipe, meta.get("format", meta["method"]), Path(adapter_dir) / ADAPTER_FILE, meta.get("token"))
+    apply_source(pipe, source)
     return pipe

@@ -450,3 +450,50 @@ def plot_geometry(summary: pd.DataFrame, stem: str | os.PathLike[str]) -> list[P
 def geometry_figure(summary_path: str | os.PathLike[str], stem: str | os.PathLike[str]) -> list[Path]:
     """The geometry figure from ``tables/geometry.csv``."""
     return plot_geometry(pd.read_csv(summary_path), stem)
+
+
+def plot_block_attribution(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
+    """One panel per measured model: each block's share of E_sem and of E_per (contribution / E(full)).
+
+    Models without blocks (Textual Inversion, full checkpoints) are named under the panels with
+    their reason; a model whose E(full) is 0 on the subset says so in its panel.
+    """
+    measured = table[table["block"].fillna("") != ""]
+    skipped = table[table["block"].fillna("") == ""]
+    models = list(dict.fromkeys(measured["model"]))
+    height = 0.28 * measured.groupby("model").size().max() + 1.4 if models else 2.0
+    fig, axes = _panel_grid(max(1, len(models)), ncols=4, size=(3.4, height))
+    for ax, model in zip(axes, models, strict=False):
+        rows = measured[measured["model"] == model].iloc[::-1]
+        y = np.arange(len(rows))
+        for offset, column, color, label in (
+            (0.2, "share_sem", "#4c72b0", "share of E_sem"),
+            (-0.2, "share_per", "#dd8452", "share of E_per"),
+        ):
+            ax.barh(y + offset, rows[column].fillna(0), height=0.38, color=color, label=label)
+        ax.set_yticks(y, rows["block"], fontsize=7)
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.axvline(1, color="0.6", lw=0.8, ls="--")
+        first = rows.iloc[0]
+        ax.set_title(f"{model}\nE_sem {first['e_full_sem']:.3g}, E_per {first['e_full_per']:.3g}", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        if rows["share_sem"].isna().all() and rows["share_per"].isna().all():
+            ax.text(0.5, 0.5, "E = 0: nothing to attribute", transform=ax.transAxes, ha="center", fontsize=8)
+    if not models:
+        axes[0].text(0.5, 0.5, "no model with blocks to switch off", ha="center", transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+    else:
+        axes[0].legend(fontsize=6, loc="best")
+    fig.suptitle("Share of each model's disruption carried by each block (contribution / E(full))", fontsize=10)
+    bottom = 0.0
+    if len(skipped):
+        names = ", ".join(skipped["model"])
+        fig.text(0.01, 0.01, f"no blocks, not measured: {names}", fontsize=7, color="0.35", wrap=True)
+        bottom = 0.5 / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 0.96))
+    return save_figure(fig, stem, dpi=110)
+
+
+def block_attribution_figure(table_path: str | os.PathLike[str], stem: str | os.PathLike[str]) -> list[Path]:
+    """The block attribution figure from ``tables/block_attribution.csv``."""
+    return plot_block_attribution(pd.read_csv(table_path, keep_default_na=True), stem)

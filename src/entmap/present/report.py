@@ -304,6 +304,51 @@ def attention_in_words(paths: list[str]) -> list[str]:
     return lines
 
 
+def blocks_in_words(paths: list[str], settings: dict[str, Any] | None = None) -> list[str]:
+    """Per measured model, the block carrying the largest share of E_sem and of E_per; the models without blocks.
+
+    ``settings``: the config's ``block_attribution`` block, which says how the prompts were chosen.
+    """
+    tables = [pd.read_csv(p) for p in paths if p.endswith(".csv")]
+    if not tables:
+        return []
+    table = tables[0]
+    table["block"] = table["block"].fillna("")
+    measured, skipped = table[table["block"] != ""], table[table["block"] == ""]
+    lines = []
+    if len(measured):
+        first = measured.iloc[0]
+        chosen = (settings or {}).get("prompts", int(first["n_prompts"]))
+        prompts = (
+            f"the {len(chosen)} configured prompts"
+            if isinstance(chosen, list)
+            else f"its {chosen} most disrupted prompts ({(settings or {}).get('rank_by', 'e_sem')})"
+        )
+        lines.append(
+            f"Each model's adapter switched off one block at a time, on {prompts} and {int(first['n_seeds'])} seeds; "
+            "a block's share is (E(full) - E(block off)) / E(full)."
+        )
+    parts = []
+    for model, rows in measured.groupby("model", sort=False):
+        words = []
+        for q, label in (("sem", "E_sem"), ("per", "E_per")):
+            total = rows[f"e_full_{q}"].iloc[0]
+            if not rows[f"share_{q}"].notna().any():
+                words.append(f"{label} {total:.3g} (nothing to attribute)")
+                continue
+            top = rows.loc[rows[f"share_{q}"].idxmax()]
+            words.append(
+                f"{label} {total:.3g}, most in {top['block']} ({top[f'share_{q}']:.0%}; shares sum to "
+                f"{rows[f'share_{q}'].sum():.2f})"
+            )
+        parts.append(f"{model}: " + ", ".join(words))
+    if parts:
+        lines.append("; ".join(parts) + ".")
+    for note, rows in skipped.groupby("note", sort=False):
+        lines.append(f"Not measured ({', '.join(rows['model'])}): {note}.")
+    return lines
+
+
 def write_report(
     tables_dir: str | os.PathLike[str],
     stats_dir: str | os.PathLike[str],
@@ -315,6 +360,7 @@ def write_report(
     collapse_tea: list[str] | None = None,
     sage: list[str] | None = None,
     attention: list[str] | None = None,
+    blocks: list[str] | None = None,
 ) -> None:
     """Assemble report.html from the run's outputs.
 
@@ -322,6 +368,7 @@ def write_report(
     ``figures`` are PNG paths; ``collapse_tea`` are the CSV and PNG paths of the semantic-collapse
     and TEA section (empty: no such section), ``sage`` those of the geometry and structured
     faithfulness section, ``attention`` those of the cross-attention section. Captions come from
+    faithfulness section, ``blocks`` those of the block attribution section. Captions come from
     :mod:`entmap.core.vocabulary`.
     """
 
@@ -404,6 +451,8 @@ def write_report(
             sage_text=sage_in_words(sage or []),
             attention=[_section_item(path) for path in attention or []],
             attention_text=attention_in_words(attention or []),
+            blocks=[_section_item(path) for path in blocks or []],
+            blocks_text=blocks_in_words(blocks or [], config.get("block_attribution")),
         )
     )
     write_text(out_path, page)
