@@ -63,7 +63,9 @@ def small_config() -> dict:
     Models: face1/ti, face1/lora (with prior preservation), face1/lora+sage (the same with SAGE's
     geometry regularizer: a variant), bands1/cd, someone_lora/external and the planted-effect
     controls kv0, kv0p2, kv0p5 (perturb); TEA sweeps of the first five (alpha
-    0 and 0.8 at beta 1.5, two context prompts, one seed) and face1's collapse diagnostics.
+    0 and 0.8 at beta 1.5, two context prompts, one seed) and face1's collapse diagnostics; the
+    attention shift of every model on its most and least disrupted prompt at one seed; block
+    attribution of every model with blocks on its 2 most disrupted prompts at one seed.
     """
     config = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
     config["prompts"].update(per_category=1, shard_size=6)
@@ -77,6 +79,8 @@ def small_config() -> dict:
     config["subjects"]["bands1"]["methods"] = ["cd"]
     config["perturb"]["scales"] = [0, 0.2, 0.5]
     config["analysis"]["bootstrap"] = 200
+    config["attention"].update(prompts={"most_disrupted": 1, "least_disrupted": 1}, seeds=1)
+    config["block_attribution"].update(prompts=2, seeds=1, isolated=False)
     config["tea"].update(prompts=2, seeds=1, alphas=[0, 0.8], betas=[1.5], collapse_prompts=4)
     return config
 

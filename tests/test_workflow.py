@@ -144,7 +144,7 @@ def test_adding_a_subject_schedules_only_its_jobs(finished_run):
     rules = sorted(rule for rule, _ in jobs)
     shared = list(SHARED)
     own = ["make_references", "train_ti", "generate_personalized", "score", "disrupt", "figure_grid", "geometry"]
-    own += ["tea_sweep", "tea_score", "collapse_trajectory"]
+    own += ["tea_sweep", "tea_score", "collapse_trajectory", "attention"]  # TI: no block attribution job
     assert rules == sorted(own + shared)
     for rule, outputs in jobs:
         if rule not in shared:
@@ -181,6 +181,10 @@ def test_dry_runs_show_the_whole_dag(tmp_path, tiny_config):
             "figure_grid": 14,
             "geometry": 14,
             "sage_claims": 1,
+            "attention": 14,
+            "attention_summary": 1,
+            "block_attribution": 11,  # Textual Inversion has no blocks: 14 models less 3
+            "block_attribution_summary": 1,
             "tea_sweep": 10,
             "tea_score": 10,
             "tea_tradeoff": 1,
@@ -428,8 +432,11 @@ def test_analysis_outputs_and_report(finished_run):
         assert image.std() > 10, figure
         assert (results / f"figures/{figure}.pdf").read_bytes()[:5] == b"%PDF-"
     page = (results / "report.html").read_text()
-    # every figure inlined (works offline): the map's, plus the TEA trade-off, collapse and geometry figures
-    assert page.count('src="data:image/png;base64,') == len(FIGURES) + 3
+    # every figure inlined (works offline): the map's, plus the TEA trade-off, collapse and geometry figures,
+    # the attention shift, one attention heat map per model and the block attribution
+    heat_maps = len(list((results / "figures/attention_maps").rglob("*.png")))
+    assert heat_maps == len(MODELS)
+    assert page.count('src="data:image/png;base64,') == len(FIGURES) + 3 + 1 + heat_maps + 1
     assert "http://" not in page.replace("http://www.w3.org", "") and 'src="http' not in page
     for words in ("H1", "H2", "H3", "tau_sem", "Table 1", "Mann-Whitney", "torch_threads"):
         assert words in page, words
@@ -489,6 +496,8 @@ LOCAL_RULES = {
     "tea_tradeoff",
     "collapse_summary",
     "sage_claims",
+    "attention_summary",
+    "block_attribution_summary",
     "report",
     "all",
 }
@@ -501,6 +510,8 @@ SHARED = {
     "tea_tradeoff",
     "collapse_summary",
     "sage_claims",
+    "attention_summary",
+    "block_attribution_summary",
     "report",
     "all",
 }
@@ -510,11 +521,12 @@ def test_changing_one_subjects_training_reruns_only_that_subject(finished_run):
     jobs = dry_run_with(finished_run, lambda c: c["subjects"]["face1"].setdefault("train", {}).update(ti={"steps": 5}))
     own = [(rule, out) for rule, out in jobs if rule not in SHARED]
     assert sorted(rule for rule, _ in own) == sorted(
-        ["train_ti", "generate_personalized", "score", "disrupt", "figure_grid", "geometry"]
+        ["train_ti", "generate_personalized", "score", "disrupt", "figure_grid", "geometry", "attention"]
         + ["tea_sweep", "tea_score", "collapse_trajectory"]
     )
     assert all("face1/ti" in out or out == "results/collapse/face1.csv" for _, out in own), own
-    assert {rule for rule, _ in jobs} - {rule for rule, _ in own} == SHARED
+    # the block attribution summary reads only the models with blocks, which TI is not
+    assert {rule for rule, _ in jobs} - {rule for rule, _ in own} == SHARED - {"block_attribution_summary"}
 
 
 def test_changing_the_seeds_regenerates_every_model(finished_run):
@@ -571,6 +583,8 @@ def test_editing_a_figure_module_reschedules_figures_and_report_only(finished_ru
         "tea_tradeoff",
         "collapse_summary",
         "sage_claims",  # it draws the geometry figure
+        "attention_summary",  # its figures share the panel layout
+        "block_attribution_summary",
         "report",
         "all",
     }
@@ -579,10 +593,11 @@ def test_editing_a_figure_module_reschedules_figures_and_report_only(finished_ru
 def test_changing_the_methods_tea_covers_keeps_every_existing_sweep(finished_run):
     """The sweeps receive the TEA settings their images depend on, not the list of methods."""
     jobs = dry_run_with(finished_run, lambda c: c["tea"].update(methods=["ti", "lora", "external"]))
-    assert {rule for rule, _ in jobs} == {"tea_tradeoff", "report", "all"}, jobs
+    # the variant's identity (CLIP-I) comes from the trade-off table, so the SAGE tables follow it
+    assert {rule for rule, _ in jobs} == {"tea_tradeoff", "sage_claims", "report", "all"}, jobs
     jobs = dry_run_with(finished_run, lambda c: c["tea"].update(alphas=[0, 0.8, 1.0]))
     swept = sorted(out for rule, out in jobs if rule == "tea_sweep")
-    assert swept == sorted(f"results/tea/{m}/images.parquet" for m in MODELS[:4])  # a grid change reruns them
+    assert swept == sorted(f"results/tea/{m}/images.parquet" for m in MODELS[:5])  # a grid change reruns them
 
 
 def test_archive_round_trip_and_tamper_detection(finished_run, tmp_path):
