@@ -31,6 +31,7 @@ def shard(rows: int, png_bytes: int, seed: int = 0) -> pd.DataFrame:
             "width": np.full(rows, 64, dtype="int32"),
             "height": np.full(rows, 64, dtype="int32"),
             "png": [rng.integers(0, 256, png_bytes, dtype=np.uint8).tobytes() for _ in range(rows)],
+            "reused": np.zeros(rows, dtype=bool),
         }
     )
 

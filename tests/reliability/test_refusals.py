@@ -111,7 +111,7 @@ def test_check_config_accepts_the_shipped_configs():
     result = subprocess.run(
         [sys.executable, "-m", "entmap", "check-config", "config.yaml"], capture_output=True, text=True, cwd=REPO
     )
-    assert result.returncode == 0 and "valid; 12 models" in result.stdout
+    assert result.returncode == 0 and "valid; 15 models" in result.stdout
 
 
 # adapter files are untrusted input: each refused with the file named, none loading code
