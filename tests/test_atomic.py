@@ -29,7 +29,9 @@ def test_failed_dir_keeps_old_folder(tmp_path):
 
 def test_truncated_parquet_is_refused_with_its_name(tmp_path):
     path = tmp_path / "000.parquet"
-    frame = pd.DataFrame({"prompt_id": ["p1"], "seed_a": [0], "seed_b": [1], "d_sem": [0.1], "lpips": [0.2], "d_struct": [float("nan")]})
+    frame = pd.DataFrame(
+        {"prompt_id": ["p1"], "seed_a": [0], "seed_b": [1], "d_sem": [0.1], "lpips": [0.2], "d_struct": [float("nan")]}
+    )
     write_table(frame, path, NOISE_PAIRS)
     assert read_table(path, NOISE_PAIRS).equals(frame)
     path.write_bytes(path.read_bytes()[:-20])
