@@ -126,6 +126,11 @@ def test_a_variant_is_compared_with_its_own_method_over_the_paired_non_target_pr
     assert table.loc["kv_distortion", ["method_value", "variant_value"]].tolist() == [0.3, 0.1]
     assert table.loc["kv_spread_ratio", "delta"] == pytest.approx(0.15)
     assert table.loc["identity_clip_image", "delta"] == pytest.approx(-0.05)
+    # a run that scores nothing structurally: E_struct has no pairs, the rest is unchanged
+    unscored = regularizer_comparison(variant_cells().assign(e_struct=np.nan), summary, {"face": "people"}, 500, 0)
+    unscored = unscored.set_index("quantity")
+    assert unscored.loc["e_struct", "n_prompts"] == 0 and np.isnan(unscored.loc["e_struct", "delta"])
+    assert unscored.loc["e_sem", "delta"] == pytest.approx(row["delta"])
 
 
 def test_claim_three_in_words_reports_the_variant_against_its_method():

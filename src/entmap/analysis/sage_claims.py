@@ -160,7 +160,8 @@ def regularizer_comparison(
         own = own_category.get(cells.loc[cells["model"] == method_model, "subject_category"].iloc[0], "")
         pair = {"subject": subject, "method": method, "variant": variant}
         non_target = cells[cells["category"] != own]
-        by_prompt = non_target.pivot_table(index="prompt_id", columns="model", values=list(DISRUPTIONS))
+        # pivot, not pivot_table: an all-NaN column (no prompt scored structurally) must stay
+        by_prompt = non_target.pivot(index="prompt_id", columns="model", values=list(DISRUPTIONS))
         for target in DISRUPTIONS:
             paired = by_prompt[target][[method_model, variant_model]].dropna()
             a, b = paired[method_model].to_numpy(float), paired[variant_model].to_numpy(float)
