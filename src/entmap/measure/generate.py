@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -48,9 +49,15 @@ def generate_shard(
     batches = None if reuse is None else reuse.batches([pid for pid, _ in keys], settings["batch_size"])
     rows: dict[int, dict[str, Any]] = {}
     verified = 0
-    for index, image in render_jobs(pipe, jobs, settings, f"generate {model_name}", batches):
+    # PNG encoding runs on a worker thread while the next batch denoises (zlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="png") as encoder:
+        encoded = [
+            (index, image, encoder.submit(png_bytes, image))
+            for index, image in render_jobs(pipe, jobs, settings, f"generate {model_name}", batches)
+        ]
+    for index, image, future in encoded:
         prompt_id, seed = keys[index]
-        png = png_bytes(image)
+        png = future.result()
         verified += bool(reuse is not None and reuse.check(prompt_id, seed, png))
         rows[index] = image_row(prompt_id, seed, model_name, settings_hash, image.width, image.height, png, False)
     rendered = len(rows)

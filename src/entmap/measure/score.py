@@ -70,13 +70,20 @@ class ClipScorer:
 
 
 def score_frame(scorer: ClipScorer, images: pd.DataFrame, texts: dict[str, str], batch_size: int = 32) -> pd.DataFrame:
-    """Score every image row against the text of its prompt id."""
+    """Score every image row against the text of its prompt id.
+
+    Each distinct prompt text is encoded once (in batches of ``batch_size``, in order of first
+    appearance), not once per seed; images are encoded in batches of ``batch_size`` rows.
+    """
+    wanted = list(dict.fromkeys(texts[pid] for pid in images["prompt_id"]))
+    encoded = [scorer.text_embeddings(wanted[i : i + batch_size]) for i in range(0, len(wanted), batch_size)]
+    by_text = dict(zip(wanted, torch.cat(encoded) if encoded else [], strict=True))
     cos, embeddings = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="score", mininterval=2):
         chunk = images.iloc[start : start + batch_size]
         pil = [Image.open(io.BytesIO(data)) for data in chunk["png"]]
         image_emb = scorer.image_embeddings(pil)
-        text_emb = scorer.text_embeddings([texts[pid] for pid in chunk["prompt_id"]])
+        text_emb = torch.stack([by_text[texts[pid]] for pid in chunk["prompt_id"]])
         cos.append(clip_cosine(text_emb, image_emb).double().numpy())
         embeddings.extend(torch.nn.functional.normalize(image_emb, dim=-1).numpy().astype(np.float32))
     out = images[["prompt_id", "seed", "model", "settings_hash"]].copy()
