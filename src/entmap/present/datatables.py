@@ -45,5 +45,6 @@ def sortable_table(frame: pd.DataFrame, caption: str | None = None, page_length:
                 showIndex=False,
                 maxBytes=0,
                 classes="display compact",
+                text_in_header_can_be_selected=False,  # a click anywhere on a header sorts
             )
         )
