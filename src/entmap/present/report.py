@@ -402,11 +402,12 @@ def map_explorer(
         infos[info["extra"]["Entmap model"]] = info
     base = str(generation.get("base_model", "base")).rstrip("/")
     export = {**generation, "model_name": Path(base).name or base}
-    images = read_tables(image_paths, IMAGES)
+    prompts = set(chosen["prompt_id"])
+    frames = [frame[frame["prompt_id"].isin(prompts)] for frame in (read_table(p, IMAGES) for p in image_paths)]
     data = explorer_data(
         cells,
         chosen,
-        images,
+        pd.concat(frames, ignore_index=True) if frames else read_tables([], IMAGES),  # one shard in memory at a time
         read_tables(disruption_paths, DISRUPTION),
         export,
         lambda model: {"name": export["model_name"], **infos.get(model, {"extra": {"Entmap model": model}})},
