@@ -1,5 +1,13 @@
 # The single-file HTML report, and the archive of a finished run.
 
+AUDIT_FILES = ["audit.json", "strength.csv", "checkpoints.csv", "model_card.md"]
+
+
+def report_audit_input(wildcards):
+    """`entmap audit`'s outputs (results/audit/), shown first in the report, when the config has an
+    `audit:` block; none otherwise (the report then has no audit section)."""
+    return [f"results/audit/{name}" for name in AUDIT_FILES] if config.get("audit") else []
+
 
 rule report:
     input:
@@ -12,6 +20,10 @@ rule report:
         sage=SAGE_OUTPUTS,
         attention=ATTENTION_REPORT,
         blocks=BLOCK_OUTPUTS,
+        images=expand("results/images/{model}/{shard}.parquet", model=["base", *MODELS], shard=SHARDS),
+        disruption=expand("results/disruption/{model}/{shard}.parquet", model=MODELS, shard=SHARDS),
+        adapter_meta=[f"results/adapters/{model}/meta.json" for model in MODELS],
+        audit=report_audit_input,
     output:
         report(
             "results/report.html",
@@ -26,6 +38,7 @@ rule report:
     params:
         code=script_code("report"),
         config=config,
+        generation=GENERATION,
     script:
         "../workflow_scripts/report.py"
 

@@ -19,6 +19,7 @@ from PIL import Image
 from entmap.core.image_codec import decode_png
 from entmap.core.parquet_schemas import CELLS, DISRUPTION, IMAGES, NOISE_PAIRS, SCORES, TEA_IMAGES, read_table
 from entmap.core.vocabulary import STUDY, population
+from entmap.present.report import external_references
 
 pytestmark = pytest.mark.workflow
 MODELS = [
@@ -442,6 +443,11 @@ def test_analysis_outputs_and_report(finished_run):
     assert heat_maps == len(MODELS)
     assert page.count('src="data:image/png;base64,') == len(FIGURES) + 3 + 1 + heat_maps + 1
     assert "http://" not in page.replace("http://www.w3.org", "") and 'src="http' not in page
+    assert external_references(page) == []
+    # the map explorer: per model its 3 most disrupted cells and 2 others carry images (the defaults)
+    with_images = sum(min(5, n) for n in cells.groupby("model").size())
+    assert 'id="map-explorer-spec"' in page
+    assert f"Images are in the page for {with_images} of {len(cells)} cells" in page
     for words in ("H1", "H2", "H3", "tau_sem", "Table 1", "Mann-Whitney", "torch_threads"):
         assert words in page, words
 

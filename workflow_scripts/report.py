@@ -18,5 +18,10 @@ with job_log(sm.log[0]):
         sage=list(sm.input.sage),
         attention=list(sm.input.attention),
         blocks=list(sm.input.blocks),
+        images=list(sm.input.images),
+        disruption=list(sm.input.disruption),
+        adapter_meta=list(sm.input.adapter_meta),
+        generation=sm.params.generation,
+        audit=list(sm.input.audit),
         out_path=sm.output[0],
     )

@@ -1,7 +1,11 @@
 """A single self-contained HTML report of a run: figures embedded, tables, hypotheses in words.
 
-Everything is read from the run's outputs (tables, stats, figures, noise floor) and inlined, so
-the file opens offline and can be mailed or archived on its own.
+Everything is read from the run's outputs (tables, stats, figures, noise floor, images) and
+inlined, so the file opens offline and can be mailed or archived on its own. It is interactive
+without a server: the map is a heat map whose cells show their images when clicked
+(:mod:`entmap.present.map_explorer`), tables sort and filter (:mod:`entmap.present.datatables`),
+and an audit's verdicts come first when the run has one (:mod:`entmap.present.audit_verdicts`).
+The JavaScript is inlined from the libraries' offline bundles; nothing is fetched.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import importlib.resources
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +27,21 @@ import pandas as pd
 import yaml
 
 from entmap.core.atomic import write_text
-from entmap.core.parquet_schemas import CELLS, read_table
+from entmap.core.parquet_schemas import CELLS, DISRUPTION, IMAGES, read_table, read_tables
+from entmap.core.png_parameters import embedding_short_hash, lora_short_hash
 from entmap.core.provenance import __version__, git_commit, package_versions
 from entmap.core.vocabulary import ANALYSIS_TABLES, TABLES, output_caption
+from entmap.models.adapter_meta import read_meta
+from entmap.present.audit_verdicts import audit_section
+from entmap.present.datatables import datatables_bundle, sortable_table
+from entmap.present.map_explorer import (
+    DEFAULT_IMAGE_CELLS,
+    choose_image_cells,
+    explorer_data,
+    explorer_spec,
+    script_json,
+    vega_bundle,
+)
 
 TEMPLATE_FILE = "report_template.html"
 
@@ -349,6 +366,75 @@ def blocks_in_words(paths: list[str], settings: dict[str, Any] | None = None) ->
     return lines
 
 
+def model_parameters(meta_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What an exported PNG of a model says about it (:func:`entmap.map_explorer.exported_png`): the
+    A1111 hash of its LoRA or embedding file when the adapter is one and the file is here."""
+    meta_path = Path(meta_path)
+    model = f"{meta_path.parent.parent.name}/{meta_path.parent.name}"
+    meta = read_meta(meta_path.parent)
+    if meta["method"] == "external":
+        kind, path = meta.get("kind"), Path(meta.get("source", ""))
+    else:
+        kind, path = meta.get("format", meta["method"]), meta_path.parent / "adapter.safetensors"
+    name = model.replace("/", "-")
+    info: dict[str, Any] = {"extra": {"Entmap model": model}}
+    if path.is_file() and kind == "lora":
+        info["lora_hashes"] = {name: lora_short_hash(path)}
+    elif path.is_file() and kind == "ti":
+        info["ti_hashes"] = {name: embedding_short_hash(path)}
+    return info
+
+
+def map_explorer(
+    cells: pd.DataFrame,
+    image_paths: list[str],
+    disruption_paths: list[str],
+    adapter_meta: list[str],
+    generation: dict[str, Any],
+    image_cells: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The interactive map's spec (JSON for the page) and, in words, which cells carry images."""
+    settings = {**DEFAULT_IMAGE_CELLS, **(image_cells or {})}
+    chosen = choose_image_cells(cells, settings["most_disrupted"], settings["sample"], settings["seed"])
+    infos = {}
+    for path in adapter_meta:
+        info = model_parameters(path)
+        infos[info["extra"]["Entmap model"]] = info
+    base = str(generation.get("base_model", "base")).rstrip("/")
+    export = {**generation, "model_name": Path(base).name or base}
+    prompts = set(chosen["prompt_id"])
+    frames = [frame[frame["prompt_id"].isin(prompts)] for frame in (read_table(p, IMAGES) for p in image_paths)]
+    data = explorer_data(
+        cells,
+        chosen,
+        pd.concat(frames, ignore_index=True) if frames else read_tables([], IMAGES),  # one shard in memory at a time
+        read_tables(disruption_paths, DISRUPTION),
+        export,
+        lambda model: {"name": export["model_name"], **infos.get(model, {"extra": {"Entmap model": model}})},
+    )
+    lines = [
+        f"Images are in the page for {len(chosen)} of {len(cells)} cells: per model its "
+        f"{settings['most_disrupted']} most disrupted prompts by E_sem and {settings['sample']} others drawn "
+        f"at random (seed {settings['seed']}), framed in the map (report.image_cells in the config)."
+    ]
+    for model, rows in chosen.groupby("model", sort=True):
+        parts = [f"{why}: {', '.join(group['prompt_id'])}" for why, group in rows.groupby("why", sort=False)]
+        lines.append(f"{model}: " + "; ".join(parts) + ".")
+    return {"spec": script_json(explorer_spec(data)), "lines": lines}
+
+
+def external_references(page: str) -> list[str]:
+    """Every URL the page would load from a network: src/href of an element other than a plain
+    link (<a>), CSS url(...) and @import. The SVG/XML namespaces are names, not loads."""
+    found = []
+    for tag, attribute in re.findall(r"<([a-zA-Z]+)\b[^>]*?\b(?:src|href)\s*=\s*[\"']?(https?:[^\"' >]*)", page):
+        if tag.lower() != "a":
+            found.append(attribute)
+    found += re.findall(r"url\(\s*[\"']?(https?:[^)\"']*)", page)
+    found += re.findall(r"@import\s+[\"'](https?:[^\"']*)", page)
+    return found
+
+
 def write_report(
     tables_dir: str | os.PathLike[str],
     stats_dir: str | os.PathLike[str],
@@ -361,6 +447,11 @@ def write_report(
     sage: list[str] | None = None,
     attention: list[str] | None = None,
     blocks: list[str] | None = None,
+    images: list[str] | None = None,
+    disruption: list[str] | None = None,
+    adapter_meta: list[str] | None = None,
+    generation: dict[str, Any] | None = None,
+    audit: list[str] | None = None,
 ) -> None:
     """Assemble report.html from the run's outputs.
 
@@ -369,7 +460,11 @@ def write_report(
     and TEA section (empty: no such section), ``sage`` those of the geometry and structured
     faithfulness section, ``attention`` those of the cross-attention section. Captions come from
     faithfulness section, ``blocks`` those of the block attribution section. Captions come from
-    :mod:`entmap.core.vocabulary`.
+    :mod:`entmap.core.vocabulary`. ``images`` (IMAGES shards of the base and the models),
+    ``disruption`` (their DISRUPTION shards), ``adapter_meta`` (each model's meta.json) and
+    ``generation`` (the generation settings) make the map explorer; without ``images`` the page has
+    the static figures only. ``audit`` are the paths of ``entmap audit``'s outputs (results/audit/),
+    shown first when audit.json is among them.
     """
 
     tables_dir, stats_dir = Path(tables_dir), Path(stats_dir)
@@ -382,13 +477,7 @@ def write_report(
     for name in ANALYSIS_TABLES:
         title, caption = TABLES[name]
         frame = pd.read_csv(tables_dir / f"{name}.csv")
-        tables.append(
-            {
-                "title": title,
-                "caption": caption,
-                "html": frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0),
-            }
-        )
+        tables.append({"title": title, "caption": caption, "html": sortable_table(frame)})
     if mixed.get("fitted"):
         effects = pd.DataFrame(mixed["fixed_effects"]).T.reset_index(names="term")
         mixed_html = effects.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
@@ -425,13 +514,33 @@ def write_report(
     figure_data = [
         {"data": base64.b64encode(Path(p).read_bytes()).decode(), "caption": output_caption(p)[1]} for p in figures
     ]
+    cells = read_table(cells_path, CELLS)
+    explorer = (
+        map_explorer(
+            cells,
+            images,
+            disruption or [],
+            adapter_meta or [],
+            generation or {},
+            (config.get("report") or {}).get("image_cells"),
+        )
+        if images
+        else None
+    )
+    cells_columns = ["prompt_id", "category", "text", "model", "method", "subject_category", "n_seeds"]
+    cells_columns += ["e_sem", "e_per", "e_struct", "above_tau_sem", "above_tau_per", "reused"]
     template = importlib.resources.files("entmap.present").joinpath(TEMPLATE_FILE).read_text(encoding="utf-8")
     page = (
         jinja2.Environment(autoescape=True)
         .from_string(template)
         .render(
             summary=summary,
-            reuse=reuse_in_words(read_table(cells_path, CELLS)),
+            reuse=reuse_in_words(cells),
+            audit=audit_section(audit or []),
+            explorer=explorer,
+            cells_table=markupsafe.Markup(sortable_table(cells[cells_columns], page_length=10)),
+            datatables_bundle=markupsafe.Markup(datatables_bundle()),
+            vega_bundle=markupsafe.Markup(vega_bundle()),
             noise=noise,
             hypotheses=hypotheses_in_words(hyp),
             figures=figure_data,
