@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from entmap.config.validation import ConfigError, load_config_file
 from entmap.core.atomic import write_text
 from entmap.present.archive import verify_archive
@@ -181,8 +183,6 @@ def _profile(profile: str, root: Path) -> Path:
 
 def _assign(config: dict, assignment: str) -> None:
     """``--set generation.steps=4``: a dotted key and a YAML value, set in ``config``."""
-    import yaml
-
     key, sep, value = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {assignment!r}: write KEY=VALUE, e.g. generation.steps=4")

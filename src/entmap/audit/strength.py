@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from entmap.core.parquet_schemas import AUDIT_SWEEP, write_table
 from entmap.models.audit import probe_prompt
@@ -87,7 +88,6 @@ def sweep_adapter(
     The trigger is the one the adapter's audit recorded (its meta.json ``token``).
     """
     import torch
-    from PIL import Image
 
     from entmap.measure.metrics import Lpips, clip_cosine
     from entmap.measure.score import ClipScorer

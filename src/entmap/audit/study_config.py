@@ -25,6 +25,7 @@ import yaml
 from entmap.audit.describe import Adapter, AdapterInputError
 from entmap.config.plan import AUDIT_DEFAULTS, VERDICT_DEFAULTS
 from entmap.core.atomic import write_text
+from entmap.models.families import FamilyError, family_of
 
 TOYWORLD_BASE = "resources/models/toyworld/sd"
 #: a family's reference base model on the Hub (used online when the files declare the family)
@@ -62,8 +63,6 @@ def choose_base(adapters: list[Adapter], base: str | None, online: bool) -> tupl
 
 
 def _family_of_base(base: str, declared: list[str]) -> str:
-    from entmap.models.families import FamilyError, family_of
-
     try:
         return family_of(base).name
     except FamilyError:
