@@ -104,7 +104,7 @@ def test_audit_a_kohya_lora_then_one_more_checkpoint_runs_only_its_jobs(tmp_path
     kohya_checkpoint(tmp_path / "toy-000002.safetensors", 2, 0.1)
     files = ["toy-000001.safetensors", "toy-000002.safetensors", "toy.safetensors"]
     dry = entmap_audit(tmp_path, *files, *options, "--dry-run").stdout
-    jobs = re.findall(r"^rule (\w+):\n((?:    .*\n)+)", dry, re.MULTILINE)
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", dry, re.MULTILINE)
     per_model = [(rule, body) for rule, body in jobs if rule in PER_MODEL_RULES]
     assert {rule for rule, _ in per_model} == PER_MODEL_RULES
     assert all("toy-e2" in body for _, body in per_model), per_model
