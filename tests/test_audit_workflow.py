@@ -39,7 +39,7 @@ def kohya_checkpoint(path: Path, epoch: int, size: float) -> Path:
     torch.manual_seed(0)
     pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_k", "to_v"], init_lora_weights="gaussian"))
     state = get_peft_model_state_dict(pipe.unet)
-    generator = torch.Generator().manual_seed(epoch)
+    generator = torch.Generator().manual_seed(1)  # every epoch the same directions, a larger update
     tensors = {}
     for module in sorted({key.rsplit(".lora_", 1)[0] for key in state}):
         flat = "lora_unet_" + module.replace(".", "_")
