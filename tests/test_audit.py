@@ -336,3 +336,23 @@ def test_verdicts_by_hand():
     assert outcome == "fail" and "failure threshold 0.05" in reasons[0] and "does not add its concept" in reasons[1]
     outcome, reasons = verdict(metrics(leakage_low=float("nan")), t)
     assert outcome == "warn" and reasons == ["the leakage without the trigger could not be measured"]
+
+
+# --- the command's refusals -----------------------------------------------------------------------
+
+
+def test_the_command_refuses_bad_input_before_writing_anything(tmp_path, monkeypatch, capsys):
+    from entmap.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    assert main(["audit", "someone/their-lora", "--out", str(out)]) == 2
+    assert "someone/their-lora does not exist locally" in capsys.readouterr().err
+    path = kohya_lora(tmp_path / "mine.safetensors")
+    assert main(["audit", str(path), "--out", str(out), "--seeds", "1"]) == 2
+    assert "--seeds 1: the noise floor needs at least 2 seeds" in capsys.readouterr().err
+    assert main(["audit", str(path), "--out", str(out), "--scales", "0", "0.5"]) == 2
+    assert "audit.scales: [0.0, 0.5] must hold 0 (the base) and 1" in capsys.readouterr().err
+    assert main(["audit", str(path), "--out", str(out), "--set", "audit.verdict.fail_leakage=lots"]) == 2
+    assert "fail_leakage" in capsys.readouterr().err
+    assert not out.exists()
