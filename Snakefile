@@ -21,6 +21,7 @@ include: "rules/attention.smk"
 include: "rules/blocks.smk"
 include: "rules/figures.smk"
 include: "rules/tea.smk"
+include: "rules/audit.smk"
 include: "rules/report.smk"
 include: "rules/toyworld.smk"  # training the toy world's models (not part of `all`)
 

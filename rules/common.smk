@@ -2,6 +2,7 @@
 import functools
 import os
 import sys
+import types
 
 from snakemake.exceptions import WorkflowError
 
@@ -87,6 +88,13 @@ BLOCK_MODELS, BLOCK_UNMEASURED = entmap_config.block_attribution_models(config, 
 BLOCK_OUTPUTS = (
     ["results/tables/block_attribution.csv", "results/figures/block_attribution.png"] if BLOCK_SETTINGS else []
 )
+
+# The audit of external adapters (docs/audit.md): only when the config has an `audit:` block.
+AUDIT = entmap_config.audit_settings(config) if entmap_config.audit_enabled(config) else {}
+AUDIT_ADAPTERS = entmap_config.audit_adapters(config) if AUDIT else {}  # adapter -> checkpoints, final last
+AUDIT_ENTRIES = [name for names in AUDIT_ADAPTERS.values() for name in names]
+AUDIT_OUTPUTS = [f"results/audit/{name}" for name in vocabulary.AUDIT_FILES] if AUDIT else []
+BASE_FAMILY = getattr(entmap_config.base_family(config), "name", None)
 
 
 wildcard_constraints:
@@ -181,6 +189,22 @@ def tea_reference_input(wildcards):
     return [folder] if folder else []
 
 
+def audit_adapter_inputs(wildcards):
+    """An audited checkpoint's meta.json and source (the sweep loads it as the map does)."""
+    return adapter_inputs(types.SimpleNamespace(subject=wildcards.name, method="external"))
+
+
+def audit_reference_input(wildcards):
+    return [AUDIT["references"]] if AUDIT.get("references") else []
+
+
+def audit_sweep_prompts(wildcards):
+    """(id, text) of the first audit.sweep_prompts prompts outside the checkpoint's own prompt category."""
+    own = entmap_config.own_prompt_category(config, wildcards.name)
+    unrelated = PLAN.prompts[PLAN.prompts["category"] != own].head(AUDIT["sweep_prompts"])
+    return [[pid, text] for pid, text in zip(unrelated["id"], unrelated["text"])]
+
+
 TOYWORLD_TRAIN = config.get("toyworld_training", "configs/toyworld-train.yaml")
 
 
@@ -234,5 +258,6 @@ RUN_OUTPUTS = [
     *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in SAGE_OUTPUTS],
     *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in ATTENTION_OUTPUTS],
     *[path.replace(".png", ".pdf") if path.endswith(".png") else path for path in BLOCK_OUTPUTS],
+    *AUDIT_OUTPUTS,
     "results/report.html",
 ]

@@ -31,6 +31,7 @@ LAYERS: dict[str, set[str]] = {
     "analysis": {"core", "measure"},
     "tea": {"core", "inputs", "models", "measure"},
     "present": {"core", "inputs"},
+    "audit": {"core", "inputs", "config", "models", "measure"},
     "toymodels": {"core", "toyworld", "inputs", "config", "models", "personalize", "measure"},
 }
 FACE = {"__init__.py", "__main__.py", "cli.py"}

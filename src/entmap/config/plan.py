@@ -136,6 +136,7 @@ def check_semantics(config: dict[str, Any]) -> None:
                 check_source(name, entry)
             except ValueError as exc:
                 problems.append(str(exc))
+    problems += audit_problems(config)
     tea = config.get("tea") or {}
     if tea.get("enabled"):
         try:
@@ -580,3 +581,71 @@ def block_prompt_problems(config: dict[str, Any]) -> list[str]:
     if unknown:
         return [f"block_attribution.prompts: {unknown[:5]} are not prompt ids of {config['prompts']['suite']}"]
     return []
+
+
+#: the audit block's defaults (docs/audit.md)
+AUDIT_DEFAULTS: dict[str, Any] = {
+    "scales": [0, 0.25, 0.5, 0.75, 1],
+    "sweep_prompts": 4,
+    "references": None,
+    "checkpoint_tolerance": 0.02,
+}
+VERDICT_DEFAULTS: dict[str, float] = {
+    "warn_frac_disrupted": 0.0,
+    "fail_frac_disrupted": 0.25,
+    "warn_leakage": 0.02,
+    "fail_leakage": 0.05,
+    "min_fidelity_gain": 0.0,
+}
+
+
+def audit_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``audit`` block with its defaults (``bootstrap`` defaults to ``analysis.bootstrap``)."""
+    block = {**AUDIT_DEFAULTS, **(config.get("audit") or {})}
+    block["verdict"] = {**VERDICT_DEFAULTS, **(block.get("verdict") or {})}
+    block.setdefault("bootstrap", config["analysis"]["bootstrap"])
+    return block
+
+
+def audit_problems(config: dict[str, Any]) -> list[str]:
+    """What the schema cannot say about the ``audit`` block, one line each."""
+    if "audit" not in config:
+        return []
+    block, problems = audit_settings(config), []
+    if 0 not in block["scales"] or 1 not in block["scales"]:
+        problems.append(f"audit.scales: {block['scales']} must hold 0 (the base) and 1 (the adapter as published)")
+    verdict = block["verdict"]
+    for metric in ("frac_disrupted", "leakage"):
+        if verdict[f"warn_{metric}"] > verdict[f"fail_{metric}"]:
+            problems.append(
+                f"audit.verdict: warn_{metric} = {verdict[f'warn_{metric}']} is above fail_{metric} = "
+                f"{verdict[f'fail_{metric}']}; a warning threshold must not exceed the failure one"
+            )
+    refs = block["references"]
+    if refs is not None and not Path(refs).is_dir():
+        problems.append(f"audit.references: {refs} is not a folder of reference images")
+    if not config.get("external"):
+        problems.append("audit: there are no external adapters to audit; add `external:` entries or remove `audit:`")
+    return problems
+
+
+def audit_enabled(config: dict[str, Any]) -> bool:
+    """Whether the run audits its external adapters: the config has an ``audit:`` block (docs/audit.md)."""
+    return "audit" in config and bool(config.get("external"))
+
+
+def audit_adapters(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Adapter -> its external entries (checkpoints), earliest epoch first and the final one last.
+
+    An entry belongs to ``adapter`` (default: its own name). The final checkpoint is the entry named
+    as the adapter (kohya's last save), else the latest epoch.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, entry in config.get("external", {}).items():
+        groups.setdefault(entry.get("adapter") or name, []).append(name)
+
+    def order(adapter: str, name: str) -> tuple[bool, float]:
+        epoch = config["external"][name].get("epoch")
+        return name == adapter, float("-inf") if epoch is None else float(epoch)
+
+    return {adapter: sorted(names, key=lambda n, a=adapter: order(a, n)) for adapter, names in groups.items()}

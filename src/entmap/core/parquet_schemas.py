@@ -88,6 +88,19 @@ CELLS = pa.schema(
     ]
 )
 
+AUDIT_SWEEP = pa.schema(
+    [
+        ("part", pa.string()),  # unrelated | trigger | triggered | reference (docs/audit.md)
+        ("prompt_id", pa.string()),  # the suite's id; "trigger"; "<id>+trigger"; the reference's file name
+        ("text", pa.string()),
+        ("seed", pa.int64()),  # -1 for reference images
+        ("scale", pa.float64()),  # the adapter's strength; NaN for reference images
+        ("clip_cos", pa.float64()),  # a(text, image); NaN for reference images
+        ("lpips", pa.float64()),  # LPIPS to the scale-0 image of the same prompt and seed; NaN for references
+        ("image_embedding", pa.list_(pa.float32())),  # L2-normalized CLIP image embedding
+    ]
+)
+
 GEOMETRY = pa.schema(
     [
         ("model", pa.string()),

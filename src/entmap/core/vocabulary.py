@@ -68,6 +68,8 @@ def population(method: str, include_external: bool = False) -> str:
     return EXTERNAL if method == "external" else CONTROL
 
 
+#: The audit's outputs: results/audit/{name} (docs/audit.md).
+AUDIT_FILES: tuple[str, ...] = ("strength.csv", "checkpoints.csv", "audit.json", "model_card.md")
 #: Analysis outputs: results/tables/{name}.csv and results/stats/{name}.json.
 ANALYSIS_TABLES: tuple[str, ...] = ("per_model", "table1", "table2", "category_matrix", "frechet")
 ANALYSIS_STATS: tuple[str, ...] = ("hypotheses", "normalization", "mixed_model", "significance", "paired_shift")

@@ -525,3 +525,30 @@ def apply_adapter(pipe, kind: str, path: str | os.PathLike[str], token: str | No
         apply_custom_diffusion(pipe, read_tensors(path, allow_pickle), token, str(path))
     else:
         raise ValueError(f"{path}: unknown adapter kind {kind!r}")
+
+
+#: why an adapter kind has no strength scale (the audit's strength sweep renders only 0 and 1 for it)
+SCALE_UNDEFINED = {
+    "ti": (
+        "a Textual Inversion file holds the learned embedding but not the one it was initialised from, so there "
+        "is no path from 'no adapter' to 'the adapter' to scale along; scaling the vector's length instead "
+        "changes what the token means, not how strongly it applies"
+    ),
+    "cd": (
+        "Custom Diffusion files replace the cross-attention k/v weights and the modifier token's embedding; the "
+        "token has no base value to interpolate from, so only the adapter as published (scale 1) is measured"
+    ),
+    "checkpoint": "a full checkpoint replaces the base model; it has no strength to scale",
+}
+
+
+def set_lora_scale(pipe, scale: float) -> None:
+    """Scale every loaded LoRA's update by ``scale`` (the ``<lora:name:w>`` weight): W = W0 + scale (alpha/r) B A.
+
+    Goes through diffusers' ``set_adapters`` (peft's per-adapter scaling); at 0 the update is exactly zero,
+    so the images are the base model's byte for byte.
+    """
+    names = sorted({name for adapters in pipe.get_list_adapters().values() for name in adapters})
+    if not names:
+        raise ValueError("set_lora_scale: the pipeline has no LoRA adapter loaded")
+    pipe.set_adapters(names, adapter_weights=[float(scale)] * len(names))
