@@ -1,14 +1,5 @@
 # The single-file HTML report, and the archive of a finished run.
 
-AUDIT_FILES = ["audit.json", "strength.csv", "checkpoints.csv", "model_card.md"]
-
-
-def report_audit_input(wildcards):
-    """`entmap audit`'s outputs (results/audit/), shown first in the report, when the config has an
-    `audit:` block; none otherwise (the report then has no audit section)."""
-    return [f"results/audit/{name}" for name in AUDIT_FILES] if config.get("audit") else []
-
-
 rule report:
     input:
         tables=expand("results/tables/{table}.csv", table=ANALYSIS_TABLES),
@@ -23,7 +14,7 @@ rule report:
         images=expand("results/images/{model}/{shard}.parquet", model=["base", *MODELS], shard=SHARDS),
         disruption=expand("results/disruption/{model}/{shard}.parquet", model=MODELS, shard=SHARDS),
         adapter_meta=[f"results/adapters/{model}/meta.json" for model in MODELS],
-        audit=report_audit_input,
+        audit=AUDIT_OUTPUTS,  # shown first when the config has an `audit:` block
     output:
         report(
             "results/report.html",

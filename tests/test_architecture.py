@@ -30,7 +30,7 @@ LAYERS: dict[str, set[str]] = {
     "measure": {"core", "toyworld", "inputs", "models"},
     "analysis": {"core", "measure"},
     "tea": {"core", "inputs", "models", "measure"},
-    "present": {"core", "inputs"},
+    "present": {"core", "inputs", "models"},  # models: adapter metadata for the PNG parameters
     "audit": {"core", "inputs", "config", "models", "measure"},
     "toymodels": {"core", "toyworld", "inputs", "config", "models", "personalize", "measure"},
 }
@@ -50,6 +50,9 @@ HEAVY = {
     "scipy",
     "pandas",
     "tokenizers",
+    "altair",
+    "itables",
+    "vl_convert",
 }
 
 

@@ -71,13 +71,15 @@ def test_audit_a_kohya_lora_then_one_more_checkpoint_runs_only_its_jobs(tmp_path
     run = entmap_audit(tmp_path, "toy-000001.safetensors", "toy.safetensors", *options, "--cores", "2")
     assert "trigger 'zwx style' (ss_dataset_dirs)" in run.stdout
     results = tmp_path / "out" / "results"
-    assert (results / "report.html").is_file()
     config = (tmp_path / "out" / "config.yaml").read_text()
     assert "subjects: {}" in config and "adapter: toy" in config and "epoch: 1" in config
 
     document = json.loads((results / "audit/audit.json").read_text())
     assert set(document["thresholds"]) >= {"warn_frac_disrupted", "fail_frac_disrupted", "warn_leakage"}
     [adapter] = document["adapters"]
+    page = (results / "report.html").read_text()  # the verdict comes first in the report, then the map
+    assert page.index('<h2 id="audit">Audit verdicts</h2>') < page.index("<h2", page.index('id="audit"') + 1)
+    assert f'<span class="verdict {adapter["verdict"]}">' in page and 'id="model-card"' in page
     assert adapter["name"] == "toy" and adapter["family"] == "sd1" and adapter["trigger"] == "zwx style"
     assert adapter["file"] == str((tmp_path / "toy.safetensors").resolve())
     assert adapter["verdict"] in ("pass", "warn", "fail") and adapter["reasons"]

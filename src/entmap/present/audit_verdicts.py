@@ -67,6 +67,8 @@ def audit_section(paths: list[str]) -> dict[str, Any] | None:
     }
     if "strength.csv" in files:
         strength = pd.read_csv(files["strength.csv"])
+        if "final" in strength.columns:  # one line per adapter: its final checkpoint's sweep
+            strength = strength[strength["final"].astype(str).str.lower().isin(("true", "1"))]
         if len(strength):
             section["strength_json"] = script_json(strength_spec(strength))
     if "checkpoints.csv" in files:
