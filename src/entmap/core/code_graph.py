@@ -40,28 +40,47 @@ def _module_name(src: Path, file: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
+def _scan(file: str, mtime_ns: int, size: int) -> tuple[tuple[int, str | None, tuple[str, ...]], ...]:
+    """One AST walk of ``file``: its imports as (level, module, names), then its string constants
+    as (-1, value, ()). Cached per file version, since every rule's hash walks the same modules."""
+    tree = ast.parse(Path(file).read_text(encoding="utf-8"), filename=file)
+    found: list[tuple[int, str | None, tuple[str, ...]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.append((0, None, tuple(alias.name for alias in node.names)))
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.level, node.module, tuple(alias.name for alias in node.names)))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.append((-1, node.value, ()))
+    return tuple(found)
+
+
+def _scanned(file: Path) -> tuple[tuple[int, str | None, tuple[str, ...]], ...]:
+    stat = file.stat()
+    return _scan(str(file), stat.st_mtime_ns, stat.st_size)
+
+
 def imported_modules(file: Path, src: Path) -> set[str]:
     """Dotted names of the entmap modules ``file`` imports anywhere in its body (not transitively).
 
     ``from entmap.a import b`` counts ``entmap.a`` and, when ``b`` is a module, ``entmap.a.b``;
     relative imports are resolved against ``file``'s package.
     """
-    tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
     own = _module_name(src, file) if file.is_relative_to(src) else ""
     package = own if file.name == "__init__.py" else own.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            candidates = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
-                module = f"{base}.{node.module}" if node.module else base
-            else:
-                module = node.module or ""
-            candidates = [module] + [f"{module}.{alias.name}" for alias in node.names]
-        else:
+    for level, module, names in _scanned(file):
+        if level < 0:
             continue
+        if module is None and level == 0:
+            candidates = list(names)
+        else:
+            if level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - level + 1])
+                module = f"{base}.{module}" if module else base
+            module = module or ""
+            candidates = [module] + [f"{module}.{name}" for name in names]
         found.update(name for name in candidates if name.split(".")[0] == PACKAGE and _module_file(src, name))
     return found
 
@@ -93,8 +112,7 @@ def import_closure(script: str | os.PathLike[str], src: str | os.PathLike[str]) 
 
 def data_files(module: Path) -> list[Path]:
     """Files beside ``module`` that it names in a string constant (templates it reads)."""
-    tree = ast.parse(module.read_text(encoding="utf-8"))
-    names = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    names = {value for level, value, _ in _scanned(module) if level < 0}
     candidates = (name for name in names if _FILE_NAME.fullmatch(name) and not name.endswith(".py"))
     return sorted(module.parent / name for name in candidates if (module.parent / name).is_file())
 
