@@ -6,7 +6,8 @@ Builds a work folder per scale with configs/paper.yaml (15 subjects x 3 methods 
 200 prompts in shards of 50, 10 seeds); scale N gives N copies of every subject, each with its
 own reference folder of three small PNGs. Times ``snakemake -n`` (median of ``--repeats``) and
 counts the jobs of the dry run and, with ``--profile profiles/slurm``, the sbatch submissions
-(jobs that are not local rules, a group counting once). Writes ``benchmarks/results/dag.json``.
+(jobs that are not local rules, a group job counting once: profiles/slurm groups every job of
+a personalized model). Writes ``benchmarks/results/dag.json``.
 """
 
 from __future__ import annotations
@@ -61,18 +62,25 @@ def dry_run(workdir: Path, *args: str) -> tuple[float, str]:
     return seconds, result.stdout + result.stderr
 
 
+def local_rules() -> set[str]:
+    """Rules marked ``localrule: True`` in rules/*.smk (they run on the submitting node)."""
+    local = set()
+    for path in [REPO / "Snakefile", *(REPO / "rules").glob("*.smk")]:
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t].*\n|\n)*)", path.read_text(), re.MULTILINE):
+            if re.search(r"^    localrule: True", body, re.MULTILINE):
+                local.add(name)
+    return local
+
+
 def jobs_and_submissions(output: str) -> tuple[int, int]:
-    """(jobs, sbatch submissions) of a dry run's job table; local rules are not submitted."""
-    table = re.search(r"Job stats:\n(.*?)\n\n", output, re.DOTALL)
-    if table is None:
+    """(jobs, sbatch submissions) of a dry run: every job not of a local rule and not in a group is
+    one submission, and so is every group job (``Group job NAME`` in the dry run's listing)."""
+    total = re.search(r"^total\s+(\d+)$", output, re.MULTILINE)
+    if total is None:
         raise SystemExit("no job stats in the dry run's output")
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", table.group(1), re.MULTILINE))
-    counts = {rule: int(n) for rule, n in counts.items() if rule != "total"}
-    groups = re.findall(r"^\s*group: (\S+)", output, re.MULTILINE)
-    local = set(re.findall(r"^localrule (\w+):", output, re.MULTILINE))
-    grouped_jobs = len(re.findall(r"^\s*group: ", output, re.MULTILINE))
-    submitted = sum(n for rule, n in counts.items() if rule not in local) - grouped_jobs + len(set(groups))
-    return sum(counts.values()), submitted
+    local = local_rules()
+    ungrouped = [rule for rule in re.findall(r"^rule (\w+):", output, re.MULTILINE) if rule not in local]
+    return int(total.group(1)), len(ungrouped) + len(re.findall(r"Group job ", output))
 
 
 def main() -> None:

@@ -86,12 +86,14 @@ def small_config() -> dict:
 
 
 def kill_config() -> dict:
-    """A lighter config for the crash test: face1 with ti and lora only."""
+    """A lighter config for the crash test: face1 with ti and lora only, no attention or block stage."""
     config = small_config()
-    config["subjects"] = {"face1": config["subjects"]["face1"]}
+    config["subjects"] = {"face1": dict(config["subjects"]["face1"], methods=["ti", "lora"])}
     config.pop("external")
     config.pop("perturb")
     config.pop("tea")
+    config["attention"]["enabled"] = False
+    config["block_attribution"]["enabled"] = False
     return config
 
 

@@ -393,6 +393,7 @@ def test_the_stage_writes_its_tables_and_the_summary_its_tables_and_figures(fold
             "lpips": [0.0] * 6,
             "f_base": [np.nan] * 6,
             "f_pers": [np.nan] * 6,
+            "reused": [False] * 6,
         }
     )
     write_table(disruption, tmp_path / "disruption.parquet", DISRUPTION)

@@ -17,13 +17,16 @@ pytestmark = pytest.mark.workflow
 
 
 def family_config(family: str) -> dict:
-    """configs/tiny-{family}.yaml cut down: 6 prompts in one shard, 2 seeds, controls at scales 0 and 0.5."""
+    """configs/tiny-{family}.yaml cut down: 6 prompts in one shard, 2 seeds, controls at scales 0 and 0.5,
+    the attention shift on 2 prompts and block attribution on 1 prompt, at one seed."""
     config = yaml.safe_load((REPO / f"configs/tiny-{family}.yaml").read_text())
     config["prompts"].update(per_category=1, shard_size=6)
     config["generation"].update(seeds=2, steps=4, batch_size=4)
     config["noise_floor"]["pairs"] = 1
     config["perturb"]["scales"] = [0, 0.5]
     config["analysis"]["bootstrap"] = 100
+    config["attention"].update(prompts={"most_disrupted": 1, "least_disrupted": 1}, seeds=1)
+    config["block_attribution"].update(prompts=1, seeds=1, transformer_groups=2)
     for method in ("ti", "lora", "cd"):
         config["methods"][method].update(steps=4)
     config["methods"]["lora"]["learning_rate"] = 1e-2

@@ -29,6 +29,26 @@ def test_every_gpu_rule_has_its_gpu_partition_in_the_slurm_profile():
     assert not unknown, f"profiles/slurm names rules that do not exist: {unknown}"
 
 
+def test_the_slurm_profile_groups_each_models_jobs_by_wildcards_its_rules_have():
+    """profiles/slurm's `groups`: RULE=model_<pattern>; each pattern resolves, from the rule's own
+    output wildcards, to the same name for every job of one personalized model (subject/method)."""
+    profile = yaml.safe_load((REPO / "profiles/slurm/profile.yaml").read_text())
+    blocks = rule_blocks()
+    groups = dict(entry.split("=", 1) for entry in profile["groups"])
+    assert {"train", "generate_personalized", "score", "disrupt", "geometry"} <= set(groups)
+    for rule, group in groups.items():
+        assert rule in blocks, f"profiles/slurm groups rule {rule!r}, which does not exist"
+        assert "localrule: True" not in blocks[rule], f"{rule} runs locally; grouping it means nothing"
+        output = re.search(r"^    output:\n\s+(?:\w+=)?(?:directory\()?\"([^\"]+)\"", blocks[rule], re.M).group(1)
+        wildcards = set(re.findall(r"\{(\w+)\}", output))
+        assert set(re.findall(r"\{(\w+)\}", group)) <= wildcards, (rule, group, output)
+        # the model the job belongs to, as subject/method, must be what the pattern names
+        example = {"subject": "face1", "method": "lora", "model": "face1/lora", "name": "face1", "shard": "000"}
+        resolved = group.format(**example)
+        assert resolved in ("model_face1/lora", "model_face1/external", "model_face1/perturb"), (rule, resolved)
+    assert profile["set-resource-scopes"] == ["gpu=local"] and profile["resources"] == ["gpu=1"]
+
+
 def test_nothing_in_the_repository_cites_files_outside_it():
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     pattern = re.compile(r"SCIENCE\.md|DESIGN\.md|\.\./shared")

@@ -1,4 +1,5 @@
-"""The workflow through a real SLURM cluster: every non-local job goes through sbatch.
+"""The workflow through a real SLURM cluster: every non-local job goes through sbatch, a
+personalized model's jobs as one group submission (profiles/slurm `groups`).
 
 Brings up a single-node SLURM from Debian's packages on localhost (installing them when run as
 root, as in CI), runs the workflow with ``profiles/slurm`` changed only in the keys this test
@@ -21,7 +22,7 @@ from slurm_cluster import LocalSlurm, ensure_installed
 from entmap.core.parquet_schemas import IMAGES, read_table
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
-SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 
 @pytest.fixture(scope="module")
@@ -88,22 +89,29 @@ def test_workflow_runs_through_sbatch_and_survives_a_cancelled_job(cluster, tmp_
     )
     cancelled = cancel_a_running_generate_job(cluster, run)
     log, _ = run.communicate(timeout=960)
+    (tmp_path / "snakemake.log").write_text(log)  # kept for a failing run
     assert run.returncode == 0, log[-6000:]
-    planned = re.findall(r"^(local)?rule (\w+):", log, re.MULTILINE)
-    remote = sorted(rule for local, rule in planned if not local)
-    assert {"train_ti", "generate_base", "generate_personalized", "score", "disrupt", "noise_floor"} <= set(remote)
+    planned = re.findall(r"^(local)?rule (\w+):", log, re.MULTILINE)  # jobs on their own
+    alone = sorted(rule for local, rule in planned if not local)
+    groups = re.findall(r"Group job (\S+) \(jobs in lexicogr. order\):\n\n((?:    .*\n)+)", log)
+    grouped = {name: sorted(re.findall(r"^    rule (\w+):", body, re.MULTILINE)) for name, body in groups}
+    # profiles/slurm groups every job of a personalized model into one submission
+    assert {"train_ti", "generate_personalized", "score", "disrupt", "geometry"} <= set(grouped["model_face1/ti"])
+    assert set(grouped["model_base"]) == {"score"}  # the base model's scores: a group of their own
+    assert {"generate_base", "noise_floor"} <= set(alone) and not {"train_ti", "generate_personalized"} & set(alone)
     assert {"merge_map", "analyze", "report"} <= {rule for local, rule in planned if local}
     submitted = SUBMITTED.findall(log)
     print(f"cancelled SLURM job {cancelled}")
     print("\n".join(f"snakemake job {j} -> SLURM job {s}" for j, s, _ in submitted))
-    rules = sorted(re.search(r"rule_(\w+)", path).group(1) for _, _, path in submitted)
+    alone_submitted = [m.group(1) for _, _, path in submitted if (m := re.search(r"/rule_(\w+)/", path))]
     # the cancelled job was submitted once more, and no other job
     retried = [job for job, count in Counter(job for job, _, _ in submitted).items() if count > 1]
     assert len(retried) == 1, submitted
     first, second = [(slurm, path) for job, slurm, path in submitted if job == retried[0]]
     assert first[0] == cancelled and "rule_generate" in first[1] and second[0] != cancelled
-    assert sorted(set(rules)) == sorted(set(remote))  # every non-local job, and nothing else, went through sbatch
-    assert len(submitted) == len(remote)  # the retry is announced and submitted like any job
+    # every job on its own and every group went through sbatch, and nothing else
+    assert sorted(set(alone_submitted)) == sorted(set(alone))
+    assert len(submitted) == len(alone) + len(groups)  # the retry is announced and submitted like any job
     slurm_ids = {int(s) for _, s, _ in submitted}
     assert len(slurm_ids) == len(submitted)
     assert (workdir / "results/report.html").is_file()
