@@ -302,3 +302,41 @@ def test_significance_is_corrected_within_each_population():
     controls = both[both["population"] == "control"]
     q = sps.false_discovery_control(controls["p_sem"].to_numpy(), method="bh")
     np.testing.assert_allclose(controls["q_sem"].to_numpy(), q)
+
+
+def test_frechet_read_one_model_at_a_time_equals_the_whole_table(tmp_path):
+    from entmap.analysis.hypothesis_tests import frechet_by_category, frechet_from_score_files
+    from entmap.core.parquet_schemas import SCORES, write_table
+
+    rng = np.random.default_rng(0)
+    prompts = pd.DataFrame({"id": [f"p{i}" for i in range(6)], "category": ["a", "b"] * 3, "text": "x"})
+
+    def shard(model: str, ids: list[str], shift: float) -> pd.DataFrame:
+        rows = [(pid, seed) for pid in ids for seed in range(4)]
+        return pd.DataFrame(
+            {
+                "prompt_id": [pid for pid, _ in rows],
+                "seed": [seed for _, seed in rows],
+                "model": model,
+                "settings_hash": "h",
+                "clip_cos": 0.3,
+                "image_embedding": [list((rng.normal(size=3) + shift).astype(np.float32)) for _ in rows],
+            }
+        )
+
+    frames = {
+        "base-0": shard("base", ["p0", "p1", "p2"], 0.0),
+        "base-1": shard("base", ["p3", "p4", "p5"], 0.0),
+        "s1-0": shard("s1/lora", ["p0", "p1", "p2"], 0.5),
+        "s1-1": shard("s1/lora", ["p3", "p4", "p5"], 0.5),
+        "s2-0": shard("s2/ti", ["p0", "p1", "p2", "p3", "p4", "p5"], 2.0),
+    }
+    paths = []
+    for name, frame in frames.items():
+        write_table(frame, tmp_path / f"{name}.parquet", SCORES)
+        paths.append(str(tmp_path / f"{name}.parquet"))
+    whole = frechet_by_category(pd.concat(frames.values(), ignore_index=True), prompts)
+    streamed = frechet_from_score_files(paths, prompts)
+    pd.testing.assert_frame_equal(streamed, whole)
+    assert list(streamed["model"].unique()) == ["s1/lora", "s2/ti"]
+    assert streamed.groupby("model")["frechet"].mean()["s2/ti"] > streamed.groupby("model")["frechet"].mean()["s1/lora"]

@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from scipy import linalg, stats
 
+from entmap.core.parquet_schemas import SCORES, read_tables
 from entmap.core.vocabulary import STUDY, SUBJECT_CATEGORIES, TRAINED_METHODS, population
 
 
@@ -234,6 +236,27 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 def frechet_between(x: np.ndarray, y: np.ndarray) -> float:
     """FD between the Gaussians fitted to two samples (rows are embeddings)."""
     return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+
+
+def frechet_from_score_files(score_paths: list[str], prompts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`frechet_by_category` over score shards read one personalized model at a time.
+
+    The base's embeddings stay in memory; each model's only while its distances are computed, so
+    the peak is the base plus one model whatever the number of models (a study 10x larger needs
+    no more memory here). Rows come in the order the models first appear in ``score_paths``.
+    """
+    by_model: dict[str, list[str]] = {}
+    for path in score_paths:
+        for model in pq.read_table(path, columns=["model"])["model"].unique().to_pylist():
+            by_model.setdefault(model, []).append(path)
+    base = read_tables(by_model.pop("base", []), SCORES)
+    base = base[base["model"] == "base"]
+    frames = []
+    for model, paths in by_model.items():
+        own = read_tables(paths, SCORES)
+        frames.append(frechet_by_category(pd.concat([base, own[own["model"] == model]], ignore_index=True), prompts))
+    columns = ["model", "prompt_category", "n_images", "frechet"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def frechet_by_category(scores: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:

@@ -23,14 +23,14 @@ import pandas as pd
 
 from entmap.analysis.hypothesis_tests import (
     cell_significance,
-    frechet_by_category,
+    frechet_from_score_files,
     hypotheses,
     mixed_model,
     paired_shift,
 )
 from entmap.analysis.summaries import summarize
 from entmap.core.atomic import atomic_path, write_text
-from entmap.core.parquet_schemas import CELLS, DISRUPTION, NOISE_PAIRS, SCORES, read_table, read_tables
+from entmap.core.parquet_schemas import CELLS, DISRUPTION, NOISE_PAIRS, read_table, read_tables
 
 
 def write_table_files(frame: pd.DataFrame, stem: str | os.PathLike[str]) -> None:
@@ -79,7 +79,7 @@ def run_analysis(
     significance = cell_significance(disruption, noise, alpha, include_external)
     flagged = significance.groupby("model")[["flagged_sem", "flagged_per"]].sum().astype(int)
     per_model = summaries.per_model.join(flagged, on="model")
-    frechet = frechet_by_category(read_tables(score_paths, SCORES), prompts)
+    frechet = frechet_from_score_files(score_paths, prompts)
     for name, frame in (
         ("per_model", per_model),
         ("table1", summaries.table1),
