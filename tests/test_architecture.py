@@ -32,7 +32,7 @@ LAYERS: dict[str, set[str]] = {
     "tea": {"core", "inputs", "models", "measure"},
     "present": {"core", "inputs", "models"},  # models: adapter metadata for the PNG parameters
     "audit": {"core", "inputs", "config", "models", "measure"},
-    "toymodels": {"core", "toyworld", "inputs", "config", "models", "personalize", "measure"},
+    "toymodels": {"core", "toyworld", "inputs", "config", "models", "personalize", "measure", "attention"},
 }
 FACE = {"__init__.py", "__main__.py", "cli.py"}
 #: Libraries slow enough to import that a module may defer them into a function.
