@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from entmap.models.tiny import SD15_SCHEDULE, build_t5_tokenizer, clip_tokenizer
+from entmap.models.tiny import SD15_SCHEDULE, build_t5_tokenizer, clip_tokenizer, sdxl_scheduler
 
 SHAPES = ("sd15", "sdxl", "flux")
 
@@ -91,42 +91,33 @@ def vae_config(latent_channels: int) -> dict[str, Any]:
     return config
 
 
-def clip_l_config(projection: bool = False):
-    """CLIP ViT-L/14's text tower (SD 1.5, SDXL's first encoder, Flux's pooled encoder)."""
+def clip_text_config(width: int, intermediate: int, layers: int, heads: int, activation: str):
+    """A CLIP text tower over the 49,408-token BPE with SD's 77-token context."""
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
         vocab_size=49408,
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
+        hidden_size=width,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
         max_position_embeddings=77,
-        hidden_act="quick_gelu",
-        projection_dim=768,
+        hidden_act=activation,
+        projection_dim=width,
         bos_token_id=49406,
         eos_token_id=49407,
         pad_token_id=49407,
     )
+
+
+def clip_l_config():
+    """CLIP ViT-L/14's text tower (SD 1.5, SDXL's first encoder, Flux's pooled encoder)."""
+    return clip_text_config(768, 3072, 12, 12, "quick_gelu")
 
 
 def clip_bigg_config():
     """OpenCLIP ViT-bigG/14's text tower with its projection (SDXL's second encoder)."""
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=1280,
-        intermediate_size=5120,
-        num_hidden_layers=32,
-        num_attention_heads=20,
-        max_position_embeddings=77,
-        hidden_act="gelu",
-        projection_dim=1280,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
+    return clip_text_config(1280, 5120, 32, 20, "gelu")
 
 
 def t5_xxl_config():
@@ -163,7 +154,6 @@ def build_full_size_pipeline(shape: str, device: torch.device | str, dtype: torc
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
-        EulerDiscreteScheduler,
         FlowMatchEulerDiscreteScheduler,
         FluxPipeline,
         StableDiffusionPipeline,
@@ -193,11 +183,7 @@ def build_full_size_pipeline(shape: str, device: torch.device | str, dtype: torc
                 tokenizer=clip_tokenizer(),
                 tokenizer_2=clip_tokenizer(),
                 unet=unet,
-                scheduler=EulerDiscreteScheduler(
-                    **{k: SD15_SCHEDULE[k] for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule")},
-                    timestep_spacing="leading",
-                    steps_offset=1,
-                ),
+                scheduler=sdxl_scheduler(),
             )
         else:
             pipe = FluxPipeline(

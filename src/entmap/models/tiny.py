@@ -111,7 +111,7 @@ def _build_sd1():
 def _build_sdxl():
     """SDXL's layout: CLIP-L-like and CLIP-G-like encoders (the second with a projection) whose
     hidden states are concatenated for cross-attention, a UNet with text-time conditioning."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 
     width = TINY_TEXT_WIDTH
     unet = UNet2DConditionModel(
@@ -138,11 +138,18 @@ def _build_sdxl():
         tokenizer=clip_tokenizer(),
         tokenizer_2=clip_tokenizer(),
         unet=unet,
-        scheduler=EulerDiscreteScheduler(
-            **{k: SD15_SCHEDULE[k] for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule")},
-            timestep_spacing="leading",
-            steps_offset=1,
-        ),
+        scheduler=sdxl_scheduler(),
+    )
+
+
+def sdxl_scheduler():
+    """SDXL's Euler scheduler over SD's scaled-linear betas (leading spacing, offset 1)."""
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        **{k: SD15_SCHEDULE[k] for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule")},
+        timestep_spacing="leading",
+        steps_offset=1,
     )
 
 
