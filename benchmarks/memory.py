@@ -6,8 +6,9 @@ Writes, in a temporary folder, the tables those stages read at the scale of conf
 (45 models = 15 subjects x 3 methods, 200 prompts in 4 shards, 10 seeds; N-fold subjects at
 scale N): per-seed disruption rows, base noise-floor pairs and CLIP scores with image
 embeddings of ``--embedding-dim`` (768 for ViT-L/14). Random values: memory depends on the
-shapes, not the numbers. Then runs :func:`entmap.measure.map_cells.merge_map` and
-:func:`entmap.analysis.run.run_analysis` each in a fresh process and records its peak RSS.
+shapes, not the numbers. Then runs :func:`entmap.measure.map_cells.merge_map` and the analysis' embedding-heavy part,
+:func:`entmap.analysis.hypothesis_tests.frechet_from_score_files` (and with ``--full-analysis``
+the whole :func:`entmap.analysis.run.run_analysis`), each in a fresh process, recording its peak RSS.
 Writes ``benchmarks/results/memory.json``.
 """
 
@@ -89,6 +90,13 @@ merge_map(a["paths"]["disruption"], load_prompts(a["suite"]), a["subjects"], a["
           {"tau_sem": 0.01, "tau_per": 0.2}, a["root"] + "/cells.parquet", a["root"] + "/e_sem.csv",
           a["root"] + "/e_per.csv")
 """
+FRECHET = """
+import json, sys
+from entmap.analysis.hypothesis_tests import frechet_from_score_files
+from entmap.inputs.prompt_suites import load_prompts
+a = json.load(open(sys.argv[1]))
+frechet_from_score_files(a["paths"]["scores"], load_prompts(a["suite"]))
+"""
 ANALYSIS = """
 import json, sys
 from entmap.analysis.run import run_analysis
@@ -112,13 +120,19 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--embedding-dim", type=int, default=768)
     parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument(
+        "--full-analysis",
+        action="store_true",
+        help="also the whole analysis stage (MixedLM, bootstrap, per-cell tests: many CPU minutes at 10x)",
+    )
     args = parser.parse_args()
     if args.scale is None:  # one process per scale, so that each measures its own children's peak
         record = {}
         for scale in args.scales:
             out = subprocess.run(
                 [sys.executable, __file__, "--scale", str(scale), "--embedding-dim", str(args.embedding_dim)]
-                + ["--bootstrap", str(args.bootstrap)],
+                + ["--bootstrap", str(args.bootstrap)]
+                + (["--full-analysis"] if args.full_analysis else []),
                 check=True,
                 capture_output=True,
                 text=True,
@@ -127,7 +141,8 @@ def main() -> None:
             print(f"paper x{scale}: {record[f'x{scale}']}")
         ratios = {
             stage: record[f"x{args.scales[-1]}"][stage] / record[f"x{args.scales[0]}"][stage]
-            for stage in ("merge_mb", "analysis_mb")
+            for stage in ("merge_mb", "frechet_mb", "analysis_mb")
+            if stage in record[f"x{args.scales[0]}"]
         }
         print(f"peak RSS ratio x{args.scales[-1]} / x{args.scales[0]}: {ratios}")
         print(f"wrote {save('memory', {'settings': vars(args), 'scales': record, 'ratios': ratios})}")
@@ -138,15 +153,13 @@ def main() -> None:
         arguments["analysis"] = arguments["analysis"] | {"bootstrap": args.bootstrap}
         arguments |= {"root": str(root), "suite": str(REPO / "resources/prompts/entanglement-200.tsv")}
         (root / "arguments.json").write_text(json.dumps(arguments))
-        merge = peak_rss_mb(MERGE, root / "arguments.json")
-        analysis = peak_rss_mb(ANALYSIS, root / "arguments.json")
         rows = len(arguments["paths"]["disruption"]) * SHARD * SEEDS
-        print(
-            json.dumps(
-                {"models": len(arguments["models"]), "per_seed_rows": rows, "merge_mb": merge}
-                | {"analysis_mb": analysis}
-            )
-        )
+        peaks = {"models": len(arguments["models"]), "per_seed_rows": rows}
+        peaks["merge_mb"] = peak_rss_mb(MERGE, root / "arguments.json")
+        peaks["frechet_mb"] = peak_rss_mb(FRECHET, root / "arguments.json")
+        if args.full_analysis:
+            peaks["analysis_mb"] = peak_rss_mb(ANALYSIS, root / "arguments.json")
+        print(json.dumps(peaks))
     finally:
         shutil.rmtree(root)
 

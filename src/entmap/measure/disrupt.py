@@ -82,12 +82,13 @@ def compute_disruption(
     check_matched(base_images, pers_images, names[0], names[1])
     check_matched(base_images, base_scores, names[0], names[2])
     check_matched(pers_images, pers_scores, names[1], names[3])
-    order = base_images[KEY].sort_values(KEY).reset_index(drop=True)
+    # the four tables hold the same unique keys (checked above): sorting aligns them row for row
 
     def aligned(frame: pd.DataFrame) -> pd.DataFrame:
-        return order.merge(frame, on=KEY, how="left", validate="one_to_one")
+        return frame.sort_values(KEY, ignore_index=True)
 
     bi, pi = aligned(base_images), aligned(pers_images)
+    order = bi[KEY]
     bs, ps = aligned(base_scores), aligned(pers_scores)
     out = order[["prompt_id", "seed"]].copy()
     out["model"] = model
