@@ -1,5 +1,6 @@
 # The single-file HTML report, and the archive of a finished run.
 
+
 rule report:
     input:
         tables=expand("results/tables/{table}.csv", table=ANALYSIS_TABLES),
