@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from entmap.models.tiny import SD15_SCHEDULE, build_t5_tokenizer, clip_tokenizer, sdxl_scheduler
+from entmap.models.tiny import SD15_SCHEDULE, build_t5_tokenizer, clip_text_config, clip_tokenizer, sdxl_scheduler
 
 SHAPES = ("sd15", "sdxl", "flux")
 
@@ -89,25 +89,6 @@ def vae_config(latent_channels: int) -> dict[str, Any]:
     if latent_channels == 16:
         config.update(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611)
     return config
-
-
-def clip_text_config(width: int, intermediate: int, layers: int, heads: int, activation: str):
-    """A CLIP text tower over the 49,408-token BPE with SD's 77-token context."""
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=width,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        max_position_embeddings=77,
-        hidden_act=activation,
-        projection_dim=width,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
 
 
 def clip_l_config():

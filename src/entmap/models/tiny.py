@@ -294,26 +294,34 @@ def build_t5_tokenizer():
     )
 
 
+def clip_text_config(width: int, intermediate: int, layers: int, heads: int, activation: str = "quick_gelu"):
+    """A CLIP text tower's config over the real 49,408-token CLIP BPE with SD's 77-token context."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=width,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=77,
+        hidden_act=activation,
+        projection_dim=width,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+
+
 def clip_text_encoder(width: int, intermediate: int, layers: int, heads: int = 4, projection: bool = False):
-    """A random-weight CLIPTextModel over the real 49,408-token CLIP BPE, SD's 77-token context.
+    """A random-weight CLIPTextModel of :func:`clip_text_config` (quick GELU, as CLIP ViT-L/14).
 
     ``projection``: CLIPTextModelWithProjection (SDXL's second encoder, SD3's CLIP encoders).
     """
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=width,
-            intermediate_size=intermediate,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            max_position_embeddings=77,
-            projection_dim=width,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        )
+        clip_text_config(width, intermediate, layers, heads)
     )
 
 
