@@ -45,8 +45,11 @@ def test_the_slurm_profile_groups_each_models_jobs_by_wildcards_its_rules_have()
         # the model the job belongs to, as subject/method, must be what the pattern names
         example = {"subject": "face1", "method": "lora", "model": "face1/lora", "name": "face1", "shard": "000"}
         resolved = group.format(**example)
-        assert resolved in ("model_face1/lora", "model_face1/external", "model_face1/perturb"), (rule, resolved)
+        assert resolved in ("model_face1/lora", "model_face1/external"), (rule, resolved)
     assert profile["set-resource-scopes"] == ["gpu=local"] and profile["resources"] == ["gpu=1"]
+    # a group job runs in one partition: every grouped rule is routed to the same one
+    partitions = {profile["set-resources"].get(rule, {}).get("slurm_partition") for rule in groups}
+    assert len(partitions) == 1 and None not in partitions, partitions
 
 
 def test_nothing_in_the_repository_cites_files_outside_it():

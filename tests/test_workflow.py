@@ -34,15 +34,16 @@ MODELS = [
 ]
 FIGURES = ["entanglement_map", "drift_scatter", "category_matrix"] + [f"grids/{m}" for m in MODELS]
 
-JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", re.MULTILINE)
+# a job of a dry run; a job inside a group job (profiles/slurm) is listed 4 spaces further in
+JOB = re.compile(r"^( {0,4})(?:local)?rule (\w+):\n((?:\1    .*\n)+)", re.MULTILINE)
 
 
 def dry_run_jobs(workdir, *args) -> list[tuple[str, str]]:
     """(rule, outputs) of every job a dry run schedules."""
     out = snakemake(workdir, "-n", *args).stdout
     jobs = []
-    for rule, body in JOB.findall(out):
-        match = re.search(r"^    output: (.*)$", body, re.MULTILINE)
+    for _, rule, body in JOB.findall(out):
+        match = re.search(r"^\s+output: (.*)$", body, re.MULTILINE)
         jobs.append((rule, match.group(1) if match else ""))
     return jobs
 
