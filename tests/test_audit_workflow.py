@@ -78,7 +78,7 @@ def test_audit_a_kohya_lora_then_one_more_checkpoint_runs_only_its_jobs(tmp_path
     assert set(document["thresholds"]) >= {"warn_frac_disrupted", "fail_frac_disrupted", "warn_leakage"}
     [adapter] = document["adapters"]
     page = (results / "report.html").read_text()  # the verdict comes first in the report, then the map
-    assert page.index('<h2 id="audit">Audit verdicts</h2>') < page.index("<h2", page.index('id="audit"') + 1)
+    assert page.index('<h2 id="audit">Audit verdicts</h2>') < page.index('<h2 id="explorer">')
     assert f'<span class="verdict {adapter["verdict"]}">' in page and 'id="model-card"' in page
     assert adapter["name"] == "toy" and adapter["family"] == "sd1" and adapter["trigger"] == "zwx style"
     assert adapter["file"] == str((tmp_path / "toy.safetensors").resolve())
