@@ -16,12 +16,27 @@ import pandas as pd
 from PIL import Image
 
 from entmap.core.image_codec import png_bytes
-from entmap.core.parquet_schemas import CELLS, DISRUPTION, IMAGES, write_table
+from entmap.core.parquet_schemas import CELLS, DISRUPTION, IMAGES, STRUCT_ELEMENTS, write_table
 from entmap.core.vocabulary import ANALYSIS_TABLES
 
 PROMPTS = {"p000": "a photo of a cat", "p001": "a red car, at night", "p002": "a <b>bold</b> teapot"}
 MODELS = ("face1/lora", "bands1/cd")
 SEEDS = (0, 1)
+#: face1/lora loses position on 30 pairs of 40; bands1/cd changes nothing measurable
+ELEMENT_DAMAGE = pd.DataFrame(
+    {
+        "model": ["face1/lora", "face1/lora", "bands1/cd"],
+        "element": ["position", "colour", "position"],
+        "n_prompts": [10, 10, 10],
+        "n_pairs": [40, 40, 40],
+        "base_accuracy": [0.9, 1.0, 0.9],
+        "model_accuracy": [0.15, 1.0, 0.875],
+        "change": [-0.75, 0.0, -0.025],
+        "ci_low": [-0.9, 0.0, -0.1],
+        "ci_high": [-0.6, 0.0, 0.05],
+        "damaged": [True, False, False],
+    }
+)
 SIZE = 16
 # E_sem per cell: face1/lora disrupts p001 most, bands1/cd p002
 E_SEM = {
@@ -97,6 +112,7 @@ def _write_disruption(results: Path) -> list[str]:
                 "lpips": lpips(prompt_id, model, seed),
                 "f_base": float("nan"),
                 "f_pers": float("nan"),
+                **{f"f_{image}_{e}": float("nan") for e in STRUCT_ELEMENTS for image in ("base", "pers")},
                 "reused": False,
             }
             for prompt_id in PROMPTS
@@ -169,6 +185,7 @@ def _write_tables_and_stats(results: Path) -> None:
     for name in ANALYSIS_TABLES:
         frame = per_model if name == "per_model" else per_model[["model", "mean_e_sem"]].assign(table=name)
         frame.to_csv(tables / f"{name}.csv", index=False)
+    ELEMENT_DAMAGE.to_csv(tables / "element_damage.csv", index=False)
     untestable = {"testable": False, "reason": "too few models", "n_x": 1, "n_y": 1, "hypothesis": "H"}
     hypotheses = {
         "H1": untestable,

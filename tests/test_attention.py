@@ -374,7 +374,14 @@ def test_noise_where_text_meets_image_shifts_the_attention(folders, pipes, tmp_p
 def test_the_stage_writes_its_tables_and_the_summary_its_tables_and_figures(folders, tmp_path):
     from entmap.attention.stage import write_model_attention
     from entmap.attention.summary import write_attention_tables
-    from entmap.core.parquet_schemas import ATTENTION, ATTENTION_MAPS, DISRUPTION, read_table, write_table
+    from entmap.core.parquet_schemas import (
+        ATTENTION,
+        ATTENTION_MAPS,
+        DISRUPTION,
+        STRUCT_ELEMENTS,
+        read_table,
+        write_table,
+    )
     from entmap.core.vocabulary import ATTENTION_TABLES
     from entmap.personalize.train import make_perturbation
     from entmap.present.attention_figures import attention_maps_figure, attention_shift_figure
@@ -393,6 +400,7 @@ def test_the_stage_writes_its_tables_and_the_summary_its_tables_and_figures(fold
             "lpips": [0.0] * 6,
             "f_base": [np.nan] * 6,
             "f_pers": [np.nan] * 6,
+            **{f"f_{image}_{e}": [np.nan] * 6 for e in STRUCT_ELEMENTS for image in ("base", "pers")},
             "reused": [False] * 6,
         }
     )

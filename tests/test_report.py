@@ -115,6 +115,14 @@ def test_the_audit_comes_first_with_badges_reasons_strength_checkpoints_and_card
     assert html.unescape(card) == "# mydog\n\n| metric | value |\n|---|---|\n| mean E_sem | 0.31 |\n"
 
 
+def test_the_report_says_which_elements_each_model_damaged(built):
+    page = built[1]
+    section = page[page.index('id="element-damage"') : page.index("Noise floor")]
+    damaged = "face1/lora damaged position (0.90 → 0.15, change -0.75, 95% CI [-0.90, -0.60])"
+    assert f"{damaged}; no damage detected in colour." in section
+    assert "bands1/cd damaged no element (checked: position)." in section
+
+
 def test_no_audit_no_audit_section(tmp_path):
     kwargs = report_inputs(tmp_path)
     write_report(**kwargs)

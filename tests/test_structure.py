@@ -93,6 +93,10 @@ def test_the_disrupt_stage_scores_each_seed_matched_image_pair(tmp_path):
     rows = read_table(out, DISRUPTION).set_index(["prompt_id", "seed"])
     assert rows.loc[("p1", 0), ["f_base", "f_pers"]].tolist() == [1.0, 1.0]
     assert rows.loc[("p1", 1), ["f_base", "f_pers"]].tolist() == [1.0, 0.75]
+    # element by element: only the colour of p1's seed-1 personalized image is wrong
+    elements = ["colour", "shape", "position", "background"]
+    assert rows.loc[("p1", 1), [f"f_pers_{e}" for e in elements]].tolist() == [0.0, 1.0, 1.0, 1.0]
+    assert rows.loc[("p1", 1), [f"f_base_{e}" for e in elements]].tolist() == [1.0] * 4
     assert rows.loc["p2", ["f_base", "f_pers"]].isna().all().all()  # two objects: not scored
     assert not rows["reused"].any()  # carried from the personalized images
 

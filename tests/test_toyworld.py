@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from entmap.config.validation import ConfigError
 from entmap.toymodels.train import soft_infonce
 from entmap.toymodels.training_config import load_training_config
 from entmap.toyworld.subjects import TOY_KINDS, draw_subject
@@ -175,7 +176,9 @@ def test_model_card_lists_data_training_and_quality():
         "scorer": dict(record, seconds=90, commit="0123456789abcdef", uncommitted_changes=False),
         "vae": dict(record, seconds=60, settings={"steps": 3, "save_fp16": False}),
     }
-    card = model_card(records, quality, logs, {"scorer": 12.5, "vae": 1.0}, "abc123")
+    notes = "## Why position was at chance\n\nThe schedule."
+    card = model_card(records, quality, logs, {"scorer": 12.5, "vae": 1.0}, "abc123", notes)
+    assert card.index("| generated") < card.index(notes) < card.index("## Reproduce")
     for words in (
         "orange ring",
         "| scorer | 2 | 1.5 | 12.5 | `0123456789` | a CPU | cpu | 2.x | 1.5 |",
@@ -253,3 +256,40 @@ def test_training_config_takes_the_shared_optimizers_optional_keys(tmp_path):
     good.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match="mixed_precision"):
         load_training_config(good, TRAIN_SCHEMA)
+
+
+def test_zero_terminal_snr_leaves_nothing_of_the_image_and_v_is_the_target():
+    """The rescaled schedule's last alpha_bar is 0 (x_T is pure noise), its first is SD's; the
+    v-prediction target is sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0, by hand; the saved sampler
+    starts at t = 999 (trailing spacing)."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from entmap.toymodels.train import denoising_target, sampling_schedule, training_schedule
+
+    zero = {"prediction_type": "v_prediction", "zero_terminal_snr": True}
+    sd = {"prediction_type": "epsilon", "zero_terminal_snr": False}
+    rescaled, plain = DDPMScheduler(**training_schedule(zero)), DDPMScheduler(**training_schedule(sd))
+    assert float(rescaled.alphas_cumprod[-1]) == 0.0 and float(plain.alphas_cumprod[-1]) == pytest.approx(
+        0.0047, abs=1e-4
+    )
+    assert float(rescaled.alphas_cumprod[0]) == pytest.approx(float(plain.alphas_cumprod[0]))
+    x0, eps = torch.randn(3, 4, 2, 2, generator=torch.Generator().manual_seed(0)), torch.randn(3, 4, 2, 2)
+    t = torch.tensor([0, 500, 999])
+    a = rescaled.alphas_cumprod[t].view(-1, 1, 1, 1)
+    assert torch.allclose(denoising_target(rescaled, x0, eps, t), a.sqrt() * eps - (1 - a).sqrt() * x0, atol=1e-6)
+    assert torch.equal(denoising_target(plain, x0, eps, t), eps)
+    sampler = DDIMScheduler(**sampling_schedule(zero))
+    sampler.set_timesteps(10)
+    assert int(sampler.timesteps[0]) == 999 and sampler.config.prediction_type == "v_prediction"
+    old = DDIMScheduler(**sampling_schedule(sd))
+    old.set_timesteps(10)
+    assert int(old.timesteps[0]) == 901  # SD's leading spacing with offset 1 never starts from pure noise
+
+
+def test_zero_terminal_snr_needs_v_prediction(tmp_path):
+    config = yaml.safe_load((REPO / "configs/toyworld-train.yaml").read_text())
+    config["toyworld"]["text_to_image"]["schedule"] = {"prediction_type": "epsilon", "zero_terminal_snr": True}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="schedule"):
+        load_training_config(bad, TRAIN_SCHEMA)

@@ -15,4 +15,5 @@ with job_log(sm.log[0]):
         train_log_csvs={Path(p).stem: p for p in sm.input.logs},
         out_dir=sm.output[0],
         commit=git_commit(),
+        notes_path=sm.input.notes,
     )

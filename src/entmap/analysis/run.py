@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from entmap.analysis.element_damage import element_damage
 from entmap.analysis.hypothesis_tests import (
     cell_significance,
     frechet_from_score_files,
@@ -80,12 +81,16 @@ def run_analysis(
     flagged = significance.groupby("model")[["flagged_sem", "flagged_per"]].sum().astype(int)
     per_model = summaries.per_model.join(flagged, on="model")
     frechet = frechet_from_score_files(score_paths, prompts)
+    damage = element_damage(
+        disruption, cells, own_category, settings.get("bootstrap", 1000), settings.get("bootstrap_seed", 0)
+    )
     for name, frame in (
         ("per_model", per_model),
         ("table1", summaries.table1),
         ("table2", summaries.table2),
         ("category_matrix", summaries.category_matrix),
         ("frechet", frechet),
+        ("element_damage", damage),
     ):
         write_table_files(frame, tables_dir / name)
     with atomic_path(tables_dir / "cell_significance.csv") as tmp:

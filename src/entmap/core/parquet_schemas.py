@@ -16,6 +16,9 @@ import pyarrow.parquet as pq
 
 from entmap.core.atomic import write_bytes
 
+#: the elements E_struct checks one by one (the toy world's attributes, entmap.measure.structure.ELEMENTS)
+STRUCT_ELEMENTS: tuple[str, ...] = ("colour", "shape", "position", "background")
+
 IMAGES = pa.schema(
     [
         ("prompt_id", pa.string()),
@@ -51,6 +54,8 @@ DISRUPTION = pa.schema(
         ("lpips", pa.float64()),
         ("f_base", pa.float64()),  # structured faithfulness f of each image; NaN where not scored
         ("f_pers", pa.float64()),
+        # per element (colour, shape, position, background): 1 drawn, 0 not, NaN not required or not read
+        *[(f"f_{image}_{element}", pa.float64()) for element in STRUCT_ELEMENTS for image in ("base", "pers")],
         ("reused", pa.bool_()),  # the personalized image is the base's, copied (x_pers = x_base by proof)
     ]
 )

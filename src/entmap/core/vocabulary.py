@@ -71,7 +71,7 @@ def population(method: str, include_external: bool = False) -> str:
 #: The audit's outputs: results/audit/{name} (docs/audit.md).
 AUDIT_FILES: tuple[str, ...] = ("strength.csv", "checkpoints.csv", "audit.json", "model_card.md")
 #: Analysis outputs: results/tables/{name}.csv and results/stats/{name}.json.
-ANALYSIS_TABLES: tuple[str, ...] = ("per_model", "table1", "table2", "category_matrix", "frechet")
+ANALYSIS_TABLES: tuple[str, ...] = ("per_model", "table1", "table2", "category_matrix", "frechet", "element_damage")
 ANALYSIS_STATS: tuple[str, ...] = ("hypotheses", "normalization", "mixed_model", "significance", "paired_shift")
 #: The cross-attention stage's tables (results/tables/{name}.csv); the report shows the first two.
 ATTENTION_TABLES: tuple[str, ...] = (
@@ -162,6 +162,12 @@ TABLES: dict[str, tuple[str, str]] = {
         "Mean E_sem over the study's models with 95% bootstrap intervals.",
     ),
     "frechet": ("Frechet distance per prompt category", "Between base and personalized CLIP image embeddings."),
+    "element_damage": (
+        "Which elements each model damaged",
+        "E_struct element by element, on non-target prompts that require it: the share of seed-matched images "
+        "that show the element (base, model), the change, its 95% bootstrap interval (prompts resampled) and "
+        "damaged = the interval lies below 0. Empty without structured faithfulness (prompts.structure).",
+    ),
     "tea_tradeoff": (
         "TEA trade-off",
         "Per model and setting (alpha, beta; 'none' = unadjusted): mean CLIP-T against the context "

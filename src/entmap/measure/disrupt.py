@@ -21,17 +21,19 @@ import pandas as pd
 import torch
 
 from entmap.core.image_codec import decode_png
-from entmap.core.parquet_schemas import DISRUPTION, IMAGES, SCORES, read_table, write_table
+from entmap.core.parquet_schemas import DISRUPTION, IMAGES, SCORES, STRUCT_ELEMENTS, read_table, write_table
 from entmap.core.runtime import configure_torch, resolve_device
 from entmap.inputs.prompt_suites import load_prompts
 from entmap.measure.metrics import Lpips, semantic_shift
 from entmap.measure.questions import suite_questions
-from entmap.measure.structure import faithfulness, required_elements
+from entmap.measure.structure import element_hits, required_elements
 from entmap.measure.vqa import VqaModel, VqaSettings, answerable_questions, vqa_faithfulness
 
 KEY = ["prompt_id", "seed", "settings_hash"]
-#: f of each image of a stack (N, H, W, 3) given its prompt id; NaN where the prompt is not scored
-FaithfulnessReader = Callable[[np.ndarray, Sequence[str]], np.ndarray]
+#: (f, hits) of each image of a stack (N, H, W, 3) given its prompt id: f (N,), NaN where the prompt is
+#: not scored; hits (N, len(STRUCT_ELEMENTS)), 1/0 per element the prompt requires (NaN otherwise),
+#: or None where the reader does not check elements one by one (VQA questions)
+FaithfulnessReader = Callable[[np.ndarray, Sequence[str]], tuple[np.ndarray, np.ndarray | None]]
 STRUCTURE_READERS = ("toyworld", "vqa")
 
 
@@ -39,24 +41,54 @@ class MismatchError(ValueError):
     """Two shards are not seed-matched; the message names both files and the difference."""
 
 
-def check_matched(base: pd.DataFrame, pers: pd.DataFrame, base_name: str, pers_name: str) -> None:
-    """Raise MismatchError unless both tables hold the same (prompt_id, seed, settings_hash) rows."""
+def _keys_sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` sorted by (prompt_id, seed, settings_hash), index reset: equal key sets align row for row."""
+    return frame.sort_values(KEY, ignore_index=True)
+
+
+def _key_columns(frame: pd.DataFrame) -> list[np.ndarray]:
+    return [frame[column].to_numpy() for column in KEY]
+
+
+def _first_duplicate(sorted_frame: pd.DataFrame) -> int | None:
+    """Row of a key repeated in a key-sorted table (repeats are adjacent there), or None."""
+    if len(sorted_frame) < 2:
+        return None
+    same = np.logical_and.reduce([column[1:] == column[:-1] for column in _key_columns(sorted_frame)])
+    hits = np.flatnonzero(same)
+    return int(hits[0]) if len(hits) else None
+
+
+def _same_sorted_keys(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two key-sorted tables hold the same key in every row (one vectorized comparison per column)."""
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(_key_columns(a), _key_columns(b), strict=True))
+
+
+def _check_sorted(base: pd.DataFrame, pers: pd.DataFrame, base_name: str, pers_name: str) -> None:
+    """:func:`check_matched` on tables already sorted by :func:`_keys_sorted` (no re-sorting)."""
     for name, frame in ((base_name, base), (pers_name, pers)):
-        duplicated = frame.duplicated(KEY)
-        if duplicated.any():
-            row = frame[duplicated].iloc[0]
-            raise MismatchError(f"{name}: duplicate row prompt_id={row.prompt_id} seed={row.seed}")
+        row = _first_duplicate(frame)
+        if row is not None:
+            key = frame.iloc[row]
+            raise MismatchError(f"{name}: duplicate row prompt_id={key.prompt_id} seed={key.seed}")
+    if _same_sorted_keys(base, pers):
+        return
     base_keys = set(map(tuple, base[KEY].itertuples(index=False)))
     pers_keys = set(map(tuple, pers[KEY].itertuples(index=False)))
-    if base_keys != pers_keys:
-        only_base = sorted(base_keys - pers_keys)[:3]
-        only_pers = sorted(pers_keys - base_keys)[:3]
-        raise MismatchError(
-            f"{base_name} and {pers_name} are not seed-matched: "
-            f"{len(base_keys - pers_keys)} (prompt_id, seed, settings_hash) rows only in the base "
-            f"(e.g. {only_base}), {len(pers_keys - base_keys)} only in the personalized model "
-            f"(e.g. {only_pers}); regenerate both with the same generation settings"
-        )
+    only_base = sorted(base_keys - pers_keys)[:3]
+    only_pers = sorted(pers_keys - base_keys)[:3]
+    raise MismatchError(
+        f"{base_name} and {pers_name} are not seed-matched: "
+        f"{len(base_keys - pers_keys)} (prompt_id, seed, settings_hash) rows only in the base "
+        f"(e.g. {only_base}), {len(pers_keys - base_keys)} only in the personalized model "
+        f"(e.g. {only_pers}); regenerate both with the same generation settings"
+    )
+
+
+def check_matched(base: pd.DataFrame, pers: pd.DataFrame, base_name: str, pers_name: str) -> None:
+    """Raise MismatchError unless both tables hold the same (prompt_id, seed, settings_hash) rows,
+    each once."""
+    _check_sorted(_keys_sorted(base), _keys_sorted(pers), base_name, pers_name)
 
 
 def compute_disruption(
@@ -74,23 +106,18 @@ def compute_disruption(
     ),
     read_f: FaithfulnessReader | None = None,
 ) -> pd.DataFrame:
-    """One row per (prompt_id, seed): a_base, a_pers, d_sem, lpips, f_base, f_pers, reused.
+    """One row per (prompt_id, seed): a_base, a_pers, d_sem, lpips, f_base, f_pers, the per-element
+    hits f_base_<element> and f_pers_<element>, and reused.
 
     ``reused`` is the personalized image's flag (its bytes copied from the base). ``read_f`` reads f
-    of each image (:func:`structure_reader`); None: f is NaN throughout.
+    and the element hits of each image (:func:`structure_reader`); None: they are NaN throughout.
     """
-    check_matched(base_images, pers_images, names[0], names[1])
-    check_matched(base_images, base_scores, names[0], names[2])
-    check_matched(pers_images, pers_scores, names[1], names[3])
-    # the four tables hold the same unique keys (checked above): sorting aligns them row for row
-
-    def aligned(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.sort_values(KEY, ignore_index=True)
-
-    bi, pi = aligned(base_images), aligned(pers_images)
-    order = bi[KEY]
-    bs, ps = aligned(base_scores), aligned(pers_scores)
-    out = order[["prompt_id", "seed"]].copy()
+    # each table sorted once; equal unique keys (checked next) then align the four row for row
+    bi, pi, bs, ps = (_keys_sorted(frame) for frame in (base_images, pers_images, base_scores, pers_scores))
+    _check_sorted(bi, pi, names[0], names[1])
+    _check_sorted(bi, bs, names[0], names[2])
+    _check_sorted(pi, ps, names[1], names[3])
+    out = bi[["prompt_id", "seed"]].copy()
     out["model"] = model
     out["a_base"] = bs["clip_cos"].to_numpy(dtype=float)
     out["a_pers"] = ps["clip_cos"].to_numpy(dtype=float)
@@ -99,8 +126,11 @@ def compute_disruption(
     stack_p = np.stack([decode_png(b) for b in pi["png"]]) if len(pi) else np.zeros((0, 1, 1, 3))
     out["lpips"] = lpips.distance(stack_b, stack_p)
     prompt_ids = out["prompt_id"].tolist()
-    for column, stack in (("f_base", stack_b), ("f_pers", stack_p)):
-        out[column] = np.nan if read_f is None else np.asarray(read_f(stack, prompt_ids), dtype=float)
+    for image, stack in (("base", stack_b), ("pers", stack_p)):
+        f, hits = (None, None) if read_f is None else read_f(stack, prompt_ids)
+        out[f"f_{image}"] = np.nan if f is None else np.asarray(f, dtype=float)
+        for column, element in enumerate(STRUCT_ELEMENTS):
+            out[f"f_{image}_{element}"] = np.nan if hits is None else np.asarray(hits, dtype=float)[:, column]
     out["reused"] = pi["reused"].to_numpy(dtype=bool)
     return out
 
@@ -161,10 +191,17 @@ def structure_reader(
     if structure == "toyworld":
         required = {row.id: required_elements(row.text) for row in load_prompts(suite).itertuples()}
 
-        def pixel_checks(images: np.ndarray, prompt_ids: Sequence[str]) -> np.ndarray:
+        def pixel_checks(images: np.ndarray, prompt_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
             elements = [required.get(pid) for pid in prompt_ids]
-            scored = zip(images, elements, strict=True)
-            return np.array([faithfulness(img, req) if req else np.nan for img, req in scored])
+            missing = np.full(len(STRUCT_ELEMENTS), np.nan)
+            hits = np.array(
+                [element_hits(img, req) if req else missing for img, req in zip(images, elements, strict=True)]
+            )
+            hits = hits.reshape(len(images), len(STRUCT_ELEMENTS))
+            scored = ~np.isnan(hits).all(axis=1)
+            f = np.full(len(images), np.nan)
+            f[scored] = np.nanmean(hits[scored], axis=1)  # = faithfulness(): the share of required elements drawn
+            return f, hits
 
         return pixel_checks
     if not vqa:
@@ -172,7 +209,7 @@ def structure_reader(
     model = VqaModel(VqaSettings.from_config(vqa), torch.device(device))
     questions = answerable_questions(model, suite_questions(suite))
 
-    def answers(images: np.ndarray, prompt_ids: Sequence[str]) -> np.ndarray:
-        return vqa_faithfulness(model, images, [questions.get(pid, ()) for pid in prompt_ids])
+    def answers(images: np.ndarray, prompt_ids: Sequence[str]) -> tuple[np.ndarray, None]:
+        return vqa_faithfulness(model, images, [questions.get(pid, ()) for pid in prompt_ids]), None
 
     return answers

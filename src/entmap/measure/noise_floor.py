@@ -68,7 +68,7 @@ def noise_pairs(
     frame["d_struct"] = np.nan
     if read_f is not None and left:
         prompt_ids = list(frame["prompt_id"])
-        f_a, f_b = (np.asarray(read_f(np.stack(side), prompt_ids), dtype=float) for side in (left, right))
+        f_a, f_b = (np.asarray(read_f(np.stack(side), prompt_ids)[0], dtype=float) for side in (left, right))
         frame["d_struct"] = np.abs(f_a - f_b)
     return frame
 

@@ -20,7 +20,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from entmap.toyworld.world import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, read_scene
+from entmap.core.parquet_schemas import STRUCT_ELEMENTS
+from entmap.toyworld.world import ATTRIBUTES, BACKGROUNDS, COLOURS, POSITIONS, SHAPES, read_scene
+
+#: the elements a toy-world prompt can require, in the order of the disruption table's per-element columns
+ELEMENTS: tuple[str, ...] = ATTRIBUTES
+assert ELEMENTS == STRUCT_ELEMENTS, "the disruption table's element columns must follow the world's attributes"
 
 
 def required_elements(text: str) -> dict[str, str] | None:
@@ -44,10 +49,17 @@ def required_elements(text: str) -> dict[str, str] | None:
     return required or None
 
 
-def faithfulness(image: np.ndarray, required: dict[str, str]) -> float:
-    """f: the share of ``required`` elements the pixel checks read from ``image`` (H, W, 3 uint8)."""
+def element_hits(image: np.ndarray, required: dict[str, str]) -> np.ndarray:
+    """Per element of :data:`ELEMENTS`: 1 if the pixel checks read the ``required`` value from
+    ``image`` (H, W, 3 uint8), 0 if they read another, NaN if the prompt does not require it."""
     read = read_scene(image)
-    return sum(read[attribute] == value for attribute, value in required.items()) / len(required)
+    return np.array([float(read[a] == required[a]) if a in required else np.nan for a in ELEMENTS])
+
+
+def faithfulness(image: np.ndarray, required: dict[str, str]) -> float:
+    """f: the share of ``required`` elements the pixel checks read from ``image`` (H, W, 3 uint8),
+    i.e. the mean of its :func:`element_hits` over the required elements."""
+    return float(np.nanmean(element_hits(image, required)))
 
 
 def e_struct(f_model: Sequence[float], f_base: Sequence[float]) -> tuple[float, float]:

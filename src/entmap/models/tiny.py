@@ -325,8 +325,9 @@ def clip_text_encoder(width: int, intermediate: int, layers: int, heads: int = 4
     )
 
 
-def sd_pipeline(vae, text_encoder, unet):
-    """A StableDiffusionPipeline of these parts with the CLIP BPE tokenizer and SD v1.5's DDIM schedule."""
+def sd_pipeline(vae, text_encoder, unet, schedule: dict | None = None):
+    """A StableDiffusionPipeline of these parts with the CLIP BPE tokenizer and a DDIM scheduler
+    (``schedule``: its config; default SD v1.5's)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     return StableDiffusionPipeline(
@@ -334,7 +335,7 @@ def sd_pipeline(vae, text_encoder, unet):
         text_encoder=text_encoder,
         tokenizer=clip_tokenizer(),
         unet=unet,
-        scheduler=DDIMScheduler(**SD15_SCHEDULE),
+        scheduler=DDIMScheduler(**(schedule or SD15_SCHEDULE)),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -265,6 +265,27 @@ def regularizer_in_words(table: pd.DataFrame | None) -> str:
     return "Claim 3 (a geometry-preserving regularizer restores fidelity): " + ". ".join(parts) + "."
 
 
+def element_damage_in_words(table: pd.DataFrame) -> list[str]:
+    """One sentence per model of the element_damage table: the elements it damaged (accuracies,
+    change and interval), and those where no damage was detected."""
+    lines = []
+    for model, group in table.groupby("model", sort=True):
+        damaged = group[group["damaged"]].sort_values("change")
+        kept = group[~group["damaged"]]["element"].tolist()
+        if len(damaged):
+            parts = [
+                f"{r.element} ({r.base_accuracy:.2f} → {r.model_accuracy:.2f}, change {r.change:+.2f}, "
+                f"95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}])"
+                for r in damaged.itertuples()
+            ]
+            text = f"{model} damaged " + "; ".join(parts)
+            text += f"; no damage detected in {', '.join(kept)}." if kept else "."
+        else:
+            text = f"{model} damaged no element (checked: {', '.join(kept)})."
+        lines.append(text)
+    return lines
+
+
 def reuse_in_words(cells: pd.DataFrame) -> str:
     """How many cells of the map were reused from the base (``reused``: every seed's image copied), per model."""
     reused = cells[cells["reused"]]
@@ -536,6 +557,7 @@ def write_report(
         .render(
             summary=summary,
             reuse=reuse_in_words(cells),
+            element_damage=element_damage_in_words(pd.read_csv(tables_dir / "element_damage.csv")),
             audit=audit_section(audit or []),
             explorer=explorer,
             cells_table=markupsafe.Markup(sortable_table(cells[cells_columns], page_length=10)),

@@ -41,11 +41,13 @@ def model_card(
     train_logs: dict[str, pd.DataFrame],
     sizes: dict[str, float],
     commit: str,
+    notes: str = "",
 ) -> str:
     """The card's Markdown: data, training settings and steps, hardware, commit, quality table.
 
     ``records`` are the training records (``entmap.toyworld.train.run_training``) per model:
-    settings, hardware, device, torch version and wall time.
+    settings, hardware, device, torch version and wall time. ``notes`` (Markdown, its own ``##``
+    sections: the recipe's history, ``docs/toyworld-diagnosis.md``) go after the quality table.
     """
     from entmap.toymodels.evaluate import DDIM_STEPS, GUIDANCE
 
@@ -106,6 +108,7 @@ def model_card(
         "",
         quality.to_markdown(index=False, floatfmt=".3f"),
         "",
+        *([notes.strip(), ""] if notes.strip() else []),
         "## Reproduce",
         "",
         "```bash",
@@ -124,8 +127,10 @@ def release(
     train_log_csvs: dict[str, str],
     out_dir: str | os.PathLike[str],
     commit: str,
+    notes_path: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Assemble the shippable folder: sd/, clip/ and MODEL_CARD.md (logs and records beside them)."""
+    """Assemble the shippable folder: sd/, clip/ and MODEL_CARD.md (logs and records beside them);
+    ``notes_path``: Markdown copied into the card after the quality table (:func:`model_card`)."""
 
     from entmap.toymodels.train import training_record_path
 
@@ -142,7 +147,8 @@ def release(
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(model_dir, tmp / "sd")
         shutil.copytree(scorer_dir, tmp / "clip")
-        card = model_card(records, pd.read_csv(quality_csv), logs, sizes, commit)
+        notes = Path(notes_path).read_text(encoding="utf-8") if notes_path else ""
+        card = model_card(records, pd.read_csv(quality_csv), logs, sizes, commit, notes)
         (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
         (tmp / "training").mkdir()
         for kind, path in train_log_csvs.items():

@@ -260,8 +260,13 @@ def build_text_to_image(settings: dict[str, Any]):
     from entmap.models.tiny import clip_text_encoder
 
     width = settings["text_width"]
-    text_encoder = clip_text_encoder(width, intermediate=4 * width, layers=settings["text_layers"])
     attention = settings["cross_attention"]
+    if len(attention) != len(settings["channels"]):
+        raise ValueError(
+            f"text_to_image: cross_attention {attention} must name one entry per block of channels "
+            f"{settings['channels']}"
+        )
+    text_encoder = clip_text_encoder(width, intermediate=4 * width, layers=settings["text_layers"])
     unet = UNet2DConditionModel(
         sample_size=SIZE // 2,
         in_channels=4,
@@ -278,6 +283,44 @@ def build_text_to_image(settings: dict[str, Any]):
     return unet, text_encoder
 
 
+def training_schedule(schedule: dict[str, Any]) -> dict[str, Any]:
+    """The DDPM training schedule: SD v1.5's scaled-linear betas with ``schedule``'s changes.
+
+    ``zero_terminal_snr`` rescales the betas so that alpha_bar at the last step is exactly 0
+    (Lin et al. 2024: sqrt(alpha_bar) is shifted so its last value is 0 and scaled so its first
+    is unchanged): the noisiest training input x_T = sqrt(alpha_bar_T) x_0 + sqrt(1 - alpha_bar_T) eps
+    then holds nothing of the image, as at sampling time. ``prediction_type`` is what the UNet
+    predicts: epsilon, or v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (needed at zero
+    SNR, where an epsilon prediction carries no information about x_0).
+    """
+    from entmap.models.tiny import SD15_SCHEDULE
+
+    config = {k: v for k, v in SD15_SCHEDULE.items() if k != "set_alpha_to_one"}
+    config.update(prediction_type=schedule["prediction_type"], rescale_betas_zero_snr=schedule["zero_terminal_snr"])
+    return config
+
+
+def sampling_schedule(schedule: dict[str, Any]) -> dict[str, Any]:
+    """The saved DDIM scheduler config matching :func:`training_schedule`.
+
+    With zero terminal SNR the sampler must start at the last training step (t = 999, pure noise):
+    ``timestep_spacing="trailing"`` and ``set_alpha_to_one=True`` end the chain at alpha_bar = 1.
+    """
+    from entmap.models.tiny import SD15_SCHEDULE
+
+    config = dict(SD15_SCHEDULE, prediction_type=schedule["prediction_type"])
+    if schedule["zero_terminal_snr"]:
+        config.update(rescale_betas_zero_snr=True, timestep_spacing="trailing", set_alpha_to_one=True)
+    return config
+
+
+def denoising_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The UNet's regression target: ``noise`` (epsilon) or the velocity v (v_prediction)."""
+    if scheduler.config.prediction_type == "epsilon":
+        return noise
+    return scheduler.get_velocity(latents, noise, t)
+
+
 def train_text_to_image(
     settings: dict[str, Any], vae_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], device: torch.device
 ):
@@ -285,7 +328,7 @@ def train_text_to_image(
     from diffusers import AutoencoderKL, DDPMScheduler
     from diffusers.training_utils import EMAModel
 
-    from entmap.models.tiny import SD15_SCHEDULE, clip_tokenizer, sd_pipeline
+    from entmap.models.tiny import clip_tokenizer, sd_pipeline
 
     seed = settings["seed"]
     vae = AutoencoderKL.from_pretrained(str(vae_dir), torch_dtype=torch.float32).to(device).eval()
@@ -305,7 +348,7 @@ def train_text_to_image(
     captions = [s.caption for s in scenes] + [""]
     ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     ids = ids.to(device)
-    scheduler = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULE.items() if k != "set_alpha_to_one"})
+    scheduler = DDPMScheduler(**training_schedule(settings["schedule"]))
     scaling = vae.config.scaling_factor
     generator = torch.Generator().manual_seed(seed)
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -323,13 +366,13 @@ def train_text_to_image(
         noise = torch.randn(latents.shape, generator=generator).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(label),), generator=generator).to(device)
         prediction = unet(scheduler.add_noise(latents, noise, t), t, hidden).sample
-        return F.mse_loss(prediction, noise)
+        return F.mse_loss(prediction, denoising_target(scheduler, latents, noise, t))
 
     log = optimize([{"params": params}], settings, device, compute_loss, lambda step: ema.step(params), "toy t2i")
     ema.copy_to(params)
     unet.eval()
     text_encoder.eval()
-    pipe = sd_pipeline(vae, text_encoder, unet)
+    pipe = sd_pipeline(vae, text_encoder, unet, sampling_schedule(settings["schedule"]))
     if settings["save_fp16"]:
         pipe.to(torch.float16)
     with atomic_dir(out_dir) as tmp:
