@@ -3,7 +3,7 @@
     python benchmarks/dag.py [--scales 1 10] [--repeats 3]
 
 Builds a work folder per scale with configs/paper.yaml (15 subjects x 3 methods = 45 models,
-200 prompts in shards of 50, 10 seeds); scale N gives N copies of every subject, each with its
+200 prompts in one shard, 10 seeds); scale N gives N copies of every subject, each with its
 own reference folder of three small PNGs. Times ``snakemake -n`` (median of ``--repeats``) and
 counts the jobs of the dry run and, with ``--profile profiles/slurm``, the sbatch submissions
 (jobs that are not local rules, a group job counting once: profiles/slurm groups every job of

@@ -310,8 +310,10 @@ def test_study_configs_schedule_all_45_models(tmp_path, tiny_config, study):
     }
     assert len(trained) == 45 and generated == trained
     counts = pd.Series([rule for rule, _ in jobs]).value_counts()
-    assert counts["generate_personalized"] == 45 * 4 and counts["generate_base"] == 4  # 200 prompts / 50
-    assert counts["noise_floor"] == 4 and "build_tiny_base" not in counts
+    shards = -(-200 // paper["prompts"]["shard_size"])  # SD 1.5: one shard of 200; the others: 4 of 50
+    assert shards == (1 if study == "paper" else 4)
+    assert counts["generate_personalized"] == 45 * shards and counts["generate_base"] == shards
+    assert counts["noise_floor"] == shards and "build_tiny_base" not in counts
     # submissions at paper scale: 657 measuring jobs and one geometry job per model
     assert sum(counts[r] for r in counts.index if r not in LOCAL_RULES) < 750
 
