@@ -26,8 +26,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import hf_hub_download, list_repo_files
-
 from entmap.core.checksums import update_with_file
 from entmap.models.embeddings import TokenError, register_embedding
 from entmap.models.families import family_of_pipeline
@@ -118,6 +116,8 @@ def resolve_source(path: str) -> str:
     """
     if Path(path).exists() or not is_hub_id(path):
         return path
+    from huggingface_hub import hf_hub_download, list_repo_files  # here: building the DAG never imports it
+
     parts = path.split("/")
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
     if not filename:

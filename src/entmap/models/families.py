@@ -18,8 +18,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huggingface_hub import hf_hub_download
-
 
 class FamilyError(ValueError):
     """A model folder or id whose family entmap cannot tell or does not support."""
@@ -222,6 +220,8 @@ def model_index(model: str | os.PathLike[str]) -> tuple[dict, str]:
         return json.loads(path.read_text(encoding="utf-8")), str(path)
     if Path(model).exists():
         raise FamilyError(f"{model}: not a diffusers pipeline folder (no model_index.json)")
+    from huggingface_hub import hf_hub_download  # here: building the DAG of local models never imports it
+
     try:
         local = hf_hub_download(str(model), "model_index.json")
     except Exception as exc:  # offline, unknown id, no access: say which and how to fix

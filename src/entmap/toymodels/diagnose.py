@@ -271,7 +271,6 @@ def diagnose(
     import torch
 
     from entmap.models.loading import open_model
-    from entmap.models.tiny import SD15_SCHEDULE
     from entmap.toymodels.train import scene_pool
 
     torch.set_num_threads(threads)
@@ -302,8 +301,7 @@ def diagnose(
     tables["attention"] = token_attention(pipe, BASE_SCENE, seed_list[:2])
     n = min(len(images), 4000)
     latents = pool_latents(pipe.vae, images[:n])
-    betas = np.linspace(SD15_SCHEDULE["beta_start"] ** 0.5, SD15_SCHEDULE["beta_end"] ** 0.5, 1000) ** 2
-    alphas_cumprod = np.cumprod(1 - betas)
+    alphas_cumprod = pipe.scheduler.alphas_cumprod.double().numpy()  # the model's own training schedule
     rows = []
     for attribute in ATTRIBUTES:
         classes = np.array([ATTRIBUTE_VALUES[attribute].index(getattr(scenes[i], attribute)) for i in index[:n]])
