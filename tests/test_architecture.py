@@ -53,6 +53,7 @@ HEAVY = {
     "altair",
     "itables",
     "vl_convert",
+    "huggingface_hub",  # only needed for Hub ids; the DAG is built without it
 }
 
 
