@@ -79,3 +79,32 @@ def test_disrupt_names_the_mismatched_files(base_shard, tmp_path):
         )
     assert str(base_shard) in str(info.value) and str(other) in str(info.value)
     assert not (tmp_path / "d.parquet").exists()
+
+
+def test_disruption_aligns_tables_in_any_row_order_and_refuses_duplicates(base_shard):
+    """The same four tables in their written order and shuffled give the same rows; a repeated key
+    is refused even when all four tables repeat it in the same order."""
+    from entmap.measure.disrupt import compute_disruption
+    from entmap.measure.metrics import Lpips
+
+    base = read_table(base_shard, IMAGES)
+    pers = base.assign(model="pers", png=base["png"].iloc[::-1].to_list())  # other images, same keys
+    scores = base[["prompt_id", "seed", "settings_hash"]].assign(clip_cos=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    pers_scores = scores.assign(clip_cos=scores["clip_cos"] + [0.05, -0.1, 0.0, 0.2, -0.3, 0.1])
+    lpips = Lpips("alex", "random", seed=0)
+    ordered = compute_disruption(base, pers, scores, pers_scores, lpips, "m")
+    shuffle = [3, 0, 5, 1, 4, 2]
+    shuffled = compute_disruption(
+        base.iloc[shuffle],
+        pers.iloc[::-1],
+        scores.iloc[shuffle[::-1]],
+        pers_scores.iloc[[1, 0, 2, 5, 4, 3]],
+        lpips,
+        "m",
+    )
+    pd.testing.assert_frame_equal(ordered, shuffled)
+    assert ordered["d_sem"].tolist() == pytest.approx([0.05, 0.1, 0.0, 0.2, 0.3, 0.1])
+    twice = pd.concat([base, base.iloc[:1]], ignore_index=True)
+    twice_scores = pd.concat([scores, scores.iloc[:1]], ignore_index=True)
+    with pytest.raises(MismatchError, match="duplicate row prompt_id=p1 seed=0"):
+        compute_disruption(twice, twice, twice_scores, twice_scores, lpips, "m")

@@ -60,7 +60,8 @@ def _first_duplicate(sorted_frame: pd.DataFrame) -> int | None:
 
 
 def _same_sorted_keys(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Whether two key-sorted tables hold the same key in every row (one vectorized comparison per column)."""
+    """Whether two tables hold the same key in every row, in the same order (one vectorized
+    comparison per column; for key-sorted tables: the same keys)."""
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(_key_columns(a), _key_columns(b), strict=True))
 
 
@@ -83,6 +84,22 @@ def _check_sorted(base: pd.DataFrame, pers: pd.DataFrame, base_name: str, pers_n
         f"(e.g. {only_base}), {len(pers_keys - base_keys)} only in the personalized model "
         f"(e.g. {only_pers}); regenerate both with the same generation settings"
     )
+
+
+def _aligned(frames: list[pd.DataFrame], pairs: list[tuple[int, int]], names: Sequence[str]) -> list[pd.DataFrame]:
+    """``frames`` aligned row for row by key, after checking each pair (i, j) holds the same unique keys.
+
+    Tables written by the same shard's jobs usually hold their keys in one order already: then one
+    duplicate check and a column comparison per pair prove the alignment and nothing is sorted.
+    Otherwise each table is sorted by key once, and :func:`_check_sorted` checks every pair.
+    """
+    first = frames[0]
+    if all(_same_sorted_keys(frames[i], frames[j]) for i, j in pairs) and not first.duplicated(KEY).any():
+        return list(frames)  # callers read columns by position (to_numpy), never by index label
+    ordered = [_keys_sorted(frame) for frame in frames]
+    for i, j in pairs:
+        _check_sorted(ordered[i], ordered[j], names[i], names[j])
+    return ordered
 
 
 def check_matched(base: pd.DataFrame, pers: pd.DataFrame, base_name: str, pers_name: str) -> None:
@@ -112,27 +129,27 @@ def compute_disruption(
     ``reused`` is the personalized image's flag (its bytes copied from the base). ``read_f`` reads f
     and the element hits of each image (:func:`structure_reader`); None: they are NaN throughout.
     """
-    # each table sorted once; equal unique keys (checked next) then align the four row for row
-    bi, pi, bs, ps = (_keys_sorted(frame) for frame in (base_images, pers_images, base_scores, pers_scores))
-    _check_sorted(bi, pi, names[0], names[1])
-    _check_sorted(bi, bs, names[0], names[2])
-    _check_sorted(pi, ps, names[1], names[3])
-    out = bi[["prompt_id", "seed"]].copy()
-    out["model"] = model
-    out["a_base"] = bs["clip_cos"].to_numpy(dtype=float)
-    out["a_pers"] = ps["clip_cos"].to_numpy(dtype=float)
-    out["d_sem"] = semantic_shift(out["a_pers"], out["a_base"])
+    bi, pi, bs, ps = _aligned([base_images, pers_images, base_scores, pers_scores], [(0, 1), (0, 2), (1, 3)], names)
+    a_base, a_pers = bs["clip_cos"].to_numpy(dtype=float), ps["clip_cos"].to_numpy(dtype=float)
     stack_b = np.stack([decode_png(b) for b in bi["png"]]) if len(bi) else np.zeros((0, 1, 1, 3))
     stack_p = np.stack([decode_png(b) for b in pi["png"]]) if len(pi) else np.zeros((0, 1, 1, 3))
-    out["lpips"] = lpips.distance(stack_b, stack_p)
-    prompt_ids = out["prompt_id"].tolist()
+    columns: dict[str, object] = {
+        "prompt_id": bi["prompt_id"].to_numpy(),
+        "seed": bi["seed"].to_numpy(),
+        "model": model,
+        "a_base": a_base,
+        "a_pers": a_pers,
+        "d_sem": np.asarray(semantic_shift(a_pers, a_base), dtype=float),
+        "lpips": lpips.distance(stack_b, stack_p),
+    }
+    prompt_ids = bi["prompt_id"].tolist()
     for image, stack in (("base", stack_b), ("pers", stack_p)):
         f, hits = (None, None) if read_f is None else read_f(stack, prompt_ids)
-        out[f"f_{image}"] = np.nan if f is None else np.asarray(f, dtype=float)
+        columns[f"f_{image}"] = np.nan if f is None else np.asarray(f, dtype=float)
         for column, element in enumerate(STRUCT_ELEMENTS):
-            out[f"f_{image}_{element}"] = np.nan if hits is None else np.asarray(hits, dtype=float)[:, column]
-    out["reused"] = pi["reused"].to_numpy(dtype=bool)
-    return out
+            columns[f"f_{image}_{element}"] = np.nan if hits is None else np.asarray(hits, dtype=float)[:, column]
+    columns["reused"] = pi["reused"].to_numpy(dtype=bool)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(bi)))
 
 
 def disrupt_shard(
