@@ -105,7 +105,7 @@ rule toyworld_release:
         quality="results/toyworld/quality.csv",
         logs=expand("results/toyworld/train_logs/{kind}.csv", kind=["scorer", "vae", "text_to_image"]),
         records=expand("results/toyworld/train_logs/{kind}.json", kind=["scorer", "vae", "text_to_image"]),
-        notes="docs/toyworld-diagnosis.md",  # the recipe's history, copied into MODEL_CARD.md
+        notes="resources/toyworld/diagnosis.md",  # the recipe's history, copied into MODEL_CARD.md
     output:
         directory("results/toyworld/release"),
     log:

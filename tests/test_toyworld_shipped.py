@@ -37,7 +37,7 @@ def test_model_card_quotes_the_shipped_quality_table():
             assert accuracy["generated", prompts, attribute] >= 3 * chance["generated", prompts, attribute]
     for attribute in ("colour", "position", "background"):
         assert accuracy["scorer on real scenes", "held-out", attribute] >= 0.95
-    for prompts in ("held-out", "seen"):  # the position fix (docs/toyworld-diagnosis.md)
+    for prompts in ("held-out", "seen"):  # the position fix (resources/toyworld/diagnosis.md)
         assert accuracy["generated", prompts, "position"] >= 0.70
 
 

@@ -47,7 +47,7 @@ def model_card(
 
     ``records`` are the training records (``entmap.toyworld.train.run_training``) per model:
     settings, hardware, device, torch version and wall time. ``notes`` (Markdown, its own ``##``
-    sections: the recipe's history, ``docs/toyworld-diagnosis.md``) go after the quality table.
+    sections: the recipe's history, ``resources/toyworld/diagnosis.md``) go after the quality table.
     """
     from entmap.toymodels.evaluate import DDIM_STEPS, GUIDANCE
 
