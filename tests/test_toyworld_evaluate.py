@@ -22,22 +22,28 @@ def test_quality_table_by_hand():
                 "position": [False] * 4,
                 "shape": [True, False, False, False],
                 "background": [True] * 4,
+                "shape_by_scorer": [True, True, True, False],
             }
         )
     }
     real = pd.DataFrame(
         {"colour": [True, False], "shape": [True, True], "position": [False, False], "background": [True, True]}
     )
-    table = quality_table(generated, real).set_index(["images", "attribute"])
-    assert table.loc[("generated", "colour"), "accuracy"] == 0.75
-    assert table.loc[("generated", "shape"), "accuracy"] == 0.25
-    assert table.loc[("generated", "colour"), "read by"] == "pixels"
-    assert table.loc[("generated", "background"), "read by"] == "scorer"
-    assert table.loc[("generated", "position"), "chance"] == pytest.approx(1 / 5)
-    assert table.loc[("generated", "background"), "chance"] == pytest.approx(1 / 4)
-    assert table.loc[("scorer on real scenes", "colour"), "accuracy"] == 0.5
-    assert table.loc[("scorer on real scenes", "colour"), "chance"] == pytest.approx(1 / 6)
-    assert list(table["n"]) == [4] * 4 + [2] * 4
+    decoded = pd.DataFrame(
+        {"colour": [True] * 3, "shape": [True, False, True], "position": [True] * 3, "background": [False] * 3}
+    )
+    table = quality_table(generated, real, decoded).set_index(["images", "attribute", "read by"])
+    assert table.loc[("generated", "colour", "pixels"), "accuracy"] == 0.75
+    assert table.loc[("generated", "shape", "pixels"), "accuracy"] == 0.25
+    assert table.loc[("generated", "shape", "scorer"), "accuracy"] == 0.75
+    assert table.loc[("generated", "background", "pixels"), "accuracy"] == 1.0
+    assert table.loc[("generated", "position", "pixels"), "chance"] == pytest.approx(1 / 5)
+    assert table.loc[("generated", "background", "pixels"), "chance"] == pytest.approx(1 / 4)
+    assert table.loc[("real scenes through the VAE", "shape", "pixels"), "accuracy"] == pytest.approx(2 / 3)
+    assert table.loc[("real scenes through the VAE", "background", "pixels"), "accuracy"] == 0.0
+    assert table.loc[("scorer on real scenes", "colour", "zero-shot"), "accuracy"] == 0.5
+    assert table.loc[("scorer on real scenes", "colour", "zero-shot"), "chance"] == pytest.approx(1 / 6)
+    assert list(table["n"]) == [4] * 5 + [3] * 4 + [2] * 4
 
 
 def test_evaluation_scenes_repeat_and_keep_their_splits():
@@ -60,8 +66,10 @@ def test_command_names_the_bad_flag(tmp_path, capsys):
 
 def test_evaluate_on_the_shipped_models_fills_every_row():
     table = evaluate(SHIPPED / "sd", SHIPPED / "clip", per_split=1, seeds=1, steps=2, threads=1, device="cpu")
-    assert len(table) == 12 and table["accuracy"].between(0, 1).all()
-    assert list(table["n"]) == [1] * 12
+    assert len(table) == 18 and table["accuracy"].between(0, 1).all()
+    assert list(table["n"]) == [1] * 18
     assert set(table["prompts"]) == {"held-out", "seen"}
     real = table[table["images"] == "scorer on real scenes"].set_index("attribute")["accuracy"]
     assert real["colour"] == 1.0 and real["background"] == 1.0  # the scorer reads these of real scenes
+    decoded = table[table["images"] == "real scenes through the VAE"].set_index("attribute")["accuracy"]
+    assert decoded["colour"] == 1.0 and decoded["position"] == 1.0  # the pixel checks survive the VAE

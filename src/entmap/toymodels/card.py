@@ -102,9 +102,9 @@ def model_card(
         "",
         "## Quality (`entmap toyworld-eval`)",
         "",
-        "Generated images: colour and position read by pixel checks, shape and background by the scorer "
-        f"zero-shot ({DDIM_STEPS} DDIM steps, guidance {GUIDANCE:g}). Scorer: zero-shot on real rendered scenes "
-        "of held-out pairs.",
+        f"Generated images ({DDIM_STEPS} DDIM steps, guidance {GUIDANCE:g}): every attribute read by the pixel "
+        "checks that also score E_struct, the shape also by the scorer zero-shot. The instruments alone, on real "
+        "rendered scenes of held-out pairs: the pixel checks after the VAE's round trip, the scorer zero-shot.",
         "",
         quality.to_markdown(index=False, floatfmt=".3f"),
         "",
