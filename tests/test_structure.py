@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO
 
 from entmap.inputs.prompt_suites import load_prompts
-from entmap.measure.structure import e_struct, faithfulness, required_elements
+from entmap.measure.structure import ELEMENTS, e_struct, faithfulness, read_faithfulness, required_elements
 from entmap.toyworld.world import Scene, render
 
 
@@ -51,6 +51,24 @@ def test_a_rendered_scene_is_fully_faithful_to_its_caption_and_each_wrong_elemen
     damaged = [faithfulness(wrong_colour, required), faithfulness(wrong_two, required)]
     assert e_struct(damaged, base) == pytest.approx((0.375, -0.375))
     assert np.isfinite(e_struct(damaged, base)).all()
+
+
+def test_read_faithfulness_gives_each_image_its_element_hits_and_their_share():
+    scene = Scene("green", "cross", "at the bottom", "checkered")
+    required = required_elements(scene.caption)
+    images = [
+        render(scene, 0),
+        render(Scene("purple", "cross", "on the left", "checkered"), 0),  # colour and position wrong
+        render(scene, 1),
+    ]
+    f, hits = read_faithfulness(images, [required, required, None])
+    assert hits.shape == (3, 4) and list(ELEMENTS) == ["colour", "shape", "position", "background"]
+    assert hits[0].tolist() == [1, 1, 1, 1] and hits[1].tolist() == [0, 1, 0, 1]
+    assert np.isnan(hits[2]).all() and np.isnan(f[2])
+    assert f[:2].tolist() == [1.0, 0.5]
+    only_colour = {"colour": "purple"}  # a prompt requiring one element: the others are NaN, f its hit
+    f, hits = read_faithfulness(images[1:2], [only_colour])
+    assert f.tolist() == [1.0] and np.isnan(hits[0, 1:]).all()
 
 
 def test_the_disrupt_stage_scores_each_seed_matched_image_pair(tmp_path):

@@ -26,7 +26,7 @@ from entmap.core.runtime import configure_torch, resolve_device
 from entmap.inputs.prompt_suites import load_prompts
 from entmap.measure.metrics import Lpips, semantic_shift
 from entmap.measure.questions import suite_questions
-from entmap.measure.structure import element_hits, required_elements
+from entmap.measure.structure import read_faithfulness, required_elements
 from entmap.measure.vqa import VqaModel, VqaSettings, answerable_questions, vqa_faithfulness
 
 KEY = ["prompt_id", "seed", "settings_hash"]
@@ -50,13 +50,10 @@ def _key_columns(frame: pd.DataFrame) -> list[np.ndarray]:
     return [frame[column].to_numpy() for column in KEY]
 
 
-def _first_duplicate(sorted_frame: pd.DataFrame) -> int | None:
-    """Row of a key repeated in a key-sorted table (repeats are adjacent there), or None."""
-    if len(sorted_frame) < 2:
-        return None
-    same = np.logical_and.reduce([column[1:] == column[:-1] for column in _key_columns(sorted_frame)])
-    hits = np.flatnonzero(same)
-    return int(hits[0]) if len(hits) else None
+def _first_duplicate(frame: pd.DataFrame) -> int | None:
+    """Row of the first repeat of a (prompt_id, seed, settings_hash) key, in any row order, or None."""
+    repeats = np.flatnonzero(frame.duplicated(KEY).to_numpy())
+    return int(repeats[0]) if len(repeats) else None
 
 
 def _same_sorted_keys(a: pd.DataFrame, b: pd.DataFrame) -> bool:
@@ -94,7 +91,7 @@ def _aligned(frames: list[pd.DataFrame], pairs: list[tuple[int, int]], names: Se
     Otherwise each table is sorted by key once, and :func:`_check_sorted` checks every pair.
     """
     first = frames[0]
-    if all(_same_sorted_keys(frames[i], frames[j]) for i, j in pairs) and not first.duplicated(KEY).any():
+    if all(_same_sorted_keys(frames[i], frames[j]) for i, j in pairs) and _first_duplicate(first) is None:
         return list(frames)  # callers read columns by position (to_numpy), never by index label
     ordered = [_keys_sorted(frame) for frame in frames]
     for i, j in pairs:
@@ -209,16 +206,7 @@ def structure_reader(
         required = {row.id: required_elements(row.text) for row in load_prompts(suite).itertuples()}
 
         def pixel_checks(images: np.ndarray, prompt_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-            elements = [required.get(pid) for pid in prompt_ids]
-            missing = np.full(len(STRUCT_ELEMENTS), np.nan)
-            hits = np.array(
-                [element_hits(img, req) if req else missing for img, req in zip(images, elements, strict=True)]
-            )
-            hits = hits.reshape(len(images), len(STRUCT_ELEMENTS))
-            scored = ~np.isnan(hits).all(axis=1)
-            f = np.full(len(images), np.nan)
-            f[scored] = np.nanmean(hits[scored], axis=1)  # = faithfulness(): the share of required elements drawn
-            return f, hits
+            return read_faithfulness(images, [required.get(pid) for pid in prompt_ids])
 
         return pixel_checks
     if not vqa:

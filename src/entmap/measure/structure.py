@@ -59,7 +59,24 @@ def element_hits(image: np.ndarray, required: dict[str, str]) -> np.ndarray:
 def faithfulness(image: np.ndarray, required: dict[str, str]) -> float:
     """f: the share of ``required`` elements the pixel checks read from ``image`` (H, W, 3 uint8),
     i.e. the mean of its :func:`element_hits` over the required elements."""
-    return float(np.nanmean(element_hits(image, required)))
+    f, _ = read_faithfulness([image], [required])
+    return float(f[0])
+
+
+def read_faithfulness(
+    images: Sequence[np.ndarray], required: Sequence[dict[str, str] | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(f, hits) of each image: hits (N, len(ELEMENTS)) from :func:`element_hits`, all NaN where
+    ``required`` is None (the prompt is not scored); f (N,) the mean of a row's hits over the
+    required elements, NaN for an unscored prompt."""
+    hits = np.full((len(images), len(ELEMENTS)), np.nan)
+    for row, (image, elements) in enumerate(zip(images, required, strict=True)):
+        if elements:
+            hits[row] = element_hits(image, elements)
+    scored = ~np.isnan(hits).all(axis=1)
+    f = np.full(len(images), np.nan)
+    f[scored] = np.nanmean(hits[scored], axis=1)
+    return f, hits
 
 
 def e_struct(f_model: Sequence[float], f_base: Sequence[float]) -> tuple[float, float]:
