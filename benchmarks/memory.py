@@ -27,12 +27,13 @@ import pandas as pd
 import yaml
 from common import save
 
-from entmap.core.parquet_schemas import DISRUPTION, NOISE_PAIRS, SCORES, write_table
+from entmap.core.parquet_schemas import DISRUPTION, NOISE_PAIRS, SCORES, STRUCT_ELEMENTS, write_table
 from entmap.inputs.prompt_suites import load_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 SHARD = 50
 SEEDS = 10
+SIDES = ("base", "pers")
 
 
 def write_inputs(root: Path, scale: int, dim: int) -> dict:
@@ -69,6 +70,7 @@ def write_inputs(root: Path, scale: int, dim: int) -> dict:
             disruption = keys.assign(model=model, a_base=a_base, a_pers=a_pers, d_sem=np.abs(a_pers - a_base))
             lpips = rng.random(len(keys)) * 0.5
             disruption = disruption.assign(lpips=lpips, f_base=np.nan, f_pers=np.nan, reused=False)
+            disruption = disruption.assign(**{f"f_{side}_{e}": np.nan for e in STRUCT_ELEMENTS for side in SIDES})
             path = root / f"disruption/{model}/{s}.parquet"
             write_table(disruption, path, DISRUPTION)
             paths["disruption"].append(str(path))
