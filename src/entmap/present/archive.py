@@ -1,10 +1,11 @@
 """Archival: one tar.gz of a finished run with everything a paper's numbers came from.
 
 The archive holds the run's results (maps, tables, statistics, figures, report, noise floor,
-per-seed tables, adapter metadata and training logs; generated images and adapter weights
-optionally), the exact configuration, the prompt suite, the SHA-256 of every adapter, the
-package versions and the git commit (``PROVENANCE.json``), and ``MANIFEST.sha256`` listing the
-checksum of every other file in ``sha256sum`` format. ``verify_archive`` recomputes them.
+the per-seed tables behind every stage's numbers, adapter metadata and training logs; generated
+images, attention maps and adapter weights optionally), the exact configuration, the prompt
+suite, the SHA-256 of every adapter, the package versions and the git commit
+(``PROVENANCE.json``), and ``MANIFEST.sha256`` listing the checksum of every other file in
+``sha256sum`` format. ``verify_archive`` recomputes them.
 
 Explained in docs/outputs.md.
 """
@@ -28,7 +29,23 @@ from entmap.core.provenance import git_commit, package_versions
 
 MANIFEST = "MANIFEST.sha256"
 PROVENANCE = "PROVENANCE.json"
-ALWAYS = ("maps", "tables", "stats", "figures", "noise_floor", "disruption", "scores")
+#: folders packed whole: the merged outputs and every stage's per-seed (or per-step) tables
+ALWAYS = (
+    "maps",
+    "tables",
+    "stats",
+    "figures",
+    "noise_floor",
+    "disruption",
+    "scores",
+    "blocks",
+    "geometry",
+    "collapse",
+    "audit",
+)
+#: per-model tables of stages whose folders also hold image-sized data (packed with the images)
+TABLES = ("attention/**/stats.parquet", "tea/**/scores.parquet")
+IMAGE_LIKE = ("images/**/*", "attention/**/maps.parquet", "tea/**/images.parquet")
 ADAPTER_FILES = ("meta.json", "train_log.parquet", "trajectory.safetensors")
 
 
@@ -37,12 +54,12 @@ def run_files(results: Path, include_images: bool, include_weights: bool) -> lis
     files: list[Path] = []
     for name in ALWAYS:
         files += [p for p in (results / name).rglob("*") if p.is_file()]
+    for pattern in TABLES + (IMAGE_LIKE if include_images else ()):
+        files += [p for p in results.glob(pattern) if p.is_file()]
     files += [p for p in results.glob("*.json") if p.is_file()]
     files += [p for p in results.glob("*.html") if p.is_file()]
     adapters = results / "adapters"
     files += [p for p in adapters.rglob("*") if p.is_file() and (p.name in ADAPTER_FILES or include_weights)]
-    if include_images:
-        files += [p for p in (results / "images").rglob("*") if p.is_file()]
     return sorted(f for f in set(files) if not f.name.startswith("."))
 
 
