@@ -134,7 +134,8 @@ def test_bootstrap_interval_covers_the_true_mean_at_about_the_nominal_rate():
         seed = rng.normal(0, 0.005, 8)
         values = mu + prompt[None, :, None] + seed[None, None, :] + rng.normal(0, 0.01, (1, 25, 8))
         cube = Cube(["m"], [f"p{i}" for i in range(25)], list(range(8)), values, values)
-        sem, _, weights = cube.replicates(400, seed=int(rng.integers(1 << 31)))
+        seed_w, weights = cube.bootstrap_weights(400, seed=int(rng.integers(1 << 31)))
+        sem, _ = cube.cell_means(seed_w, slice(None))
         estimates = (sem[:, 0, :] * weights).sum(1) / weights.sum(1)
         low, high = np.quantile(estimates[1:], [0.025, 0.975])
         covered += low <= mu <= high
@@ -340,3 +341,17 @@ def test_frechet_read_one_model_at_a_time_equals_the_whole_table(tmp_path):
     pd.testing.assert_frame_equal(streamed, whole)
     assert list(streamed["model"].unique()) == ["s1/lora", "s2/ti"]
     assert streamed.groupby("model")["frechet"].mean()["s2/ti"] > streamed.groupby("model")["frechet"].mean()["s1/lora"]
+
+
+def test_the_bootstrap_in_blocks_of_models_equals_all_models_at_once(monkeypatch):
+    """summarize walks the models in blocks (memory bounded by the block, not the study): one
+    model per block and every model in one block give the same tables."""
+    import entmap.analysis.summaries as summaries
+
+    seeds, cells = synthetic(np.random.default_rng(7), style_shift=0.005)
+    results = []
+    for block in (1, 1000):
+        monkeypatch.setattr(summaries, "MODEL_BLOCK", block)
+        results.append(summarize(cells, seeds, OWN, n_boot=30, seed=5))
+    for name in ("per_model", "table1", "table2", "category_matrix"):
+        pd.testing.assert_frame_equal(getattr(results[0], name), getattr(results[1], name), rtol=1e-12)

@@ -61,10 +61,11 @@ class Cube:
             frame["lpips"].to_numpy().reshape(shape),
         )
 
-    def replicates(self, n_boot: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cell means and prompt weights of the point estimate (index 0) and ``n_boot`` replicates.
+    def bootstrap_weights(self, n_boot: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Seed and prompt weights of the point estimate (row 0, all ones) and ``n_boot`` replicates:
+        multinomial counts, i.e. how often a resample draws each seed / prompt.
 
-        Returns (sem (B+1, M, P), per (B+1, M, P), prompt weights (B+1, P)).
+        Returns (seed weights (B+1, K), prompt weights (B+1, P)).
         """
         rng = np.random.default_rng(seed)
         n_prompts, n_seeds = len(self.prompts), len(self.seeds)
@@ -72,9 +73,20 @@ class Cube:
         prompt_w = np.vstack(
             [np.ones(n_prompts), rng.multinomial(n_prompts, np.full(n_prompts, 1 / n_prompts), n_boot)]
         )
-        sem = np.einsum("mpk,bk->bmp", self.sem, seed_w) / seed_w.sum(axis=1)[:, None, None]
-        per = np.einsum("mpk,bk->bmp", self.per, seed_w) / seed_w.sum(axis=1)[:, None, None]
-        return sem, per, prompt_w
+        return seed_w, prompt_w
+
+    def cell_means(self, seed_w: np.ndarray, models: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Seed-weighted cell means of the ``models`` rows: sem and per, each (B+1, m, P),
+        sem[b, m, p] = sum_k w[b, k] d_sem[m, p, k] / sum_k w[b, k]."""
+        total = seed_w.sum(axis=1)[:, None, None]
+        sem = np.einsum("mpk,bk->bmp", self.sem[models], seed_w) / total
+        per = np.einsum("mpk,bk->bmp", self.per[models], seed_w) / total
+        return sem, per
+
+
+#: models per block of the bootstrap: the replicates of one block are (B+1) x MODEL_BLOCK x P floats,
+#: so the analysis' memory does not grow with the number of models
+MODEL_BLOCK = 16
 
 
 def with_population(frame: pd.DataFrame, include_external: bool = False) -> pd.DataFrame:
@@ -157,17 +169,28 @@ def summarize(
     models = with_population(models.reset_index(drop=True), include_external)
     prompts = cells.drop_duplicates("prompt_id")[["prompt_id", "category", "text"]].reset_index(drop=True)
     cube = Cube.from_disruption(disruption, list(models["model"]), list(prompts["prompt_id"]))
-    sem, per, prompt_w = cube.replicates(n_boot, seed)
+    seed_w, prompt_w = cube.bootstrap_weights(n_boot, seed)
     bounds = normalization_bounds(cells, include_external)
     study = models[models["population"] == STUDY]
     mask = non_target_mask(models, list(prompts["category"]), own_category)  # (M, P)
-    weights = prompt_w[:, None, :] * mask[None]  # (B, M, P)
-    combined = (minmax(sem, bounds["e_sem"]) + minmax(per, bounds["e_per"])) / 2
-    model_e = _weighted_mean(combined, weights)  # (B, M)
-    model_sem_non = _weighted_mean(sem, weights)
-    all_w = np.broadcast_to(prompt_w[:, None, :], sem.shape)
-    model_sem = _weighted_mean(sem, all_w)
-    model_per = _weighted_mean(per, all_w)
+    n_rep, n_models = len(prompt_w), len(models)
+    model_e, model_sem_non, model_sem, model_per = (np.empty((n_rep, n_models)) for _ in range(4))
+    # sums over the study's models of each subject category of the cell means, (B, P) each
+    category_of = dict(zip(study.index, study["subject_category"], strict=True))
+    category_sum = {c: np.zeros((n_rep, len(prompts))) for c in sorted(set(category_of.values()))}
+    for start in range(0, n_models, MODEL_BLOCK):
+        block = slice(start, min(start + MODEL_BLOCK, n_models))
+        sem, per = cube.cell_means(seed_w, block)  # (B, m, P)
+        weights = prompt_w[:, None, :] * mask[None, block]  # (B, m, P)
+        combined = (minmax(sem, bounds["e_sem"]) + minmax(per, bounds["e_per"])) / 2
+        model_e[:, block] = _weighted_mean(combined, weights)  # (B, m)
+        model_sem_non[:, block] = _weighted_mean(sem, weights)
+        all_w = np.broadcast_to(prompt_w[:, None, :], sem.shape)
+        model_sem[:, block] = _weighted_mean(sem, all_w)
+        model_per[:, block] = _weighted_mean(per, all_w)
+        for row in range(block.start, block.stop):
+            if row in category_of:
+                category_sum[category_of[row]] += sem[:, row - block.start]
 
     flags = cells.groupby("model")[["above_tau_sem", "above_tau_per"]].mean()
     per_model = models.copy()
@@ -222,7 +245,7 @@ def summarize(
     )
 
     # (B, P): mean over the study's models; replicates resample seeds
-    prompt_sem = sem[:, study.index.to_numpy()].mean(axis=1) if len(study) else np.full(sem[:, 0].shape, np.nan)
+    prompt_sem = sum(category_sum.values()) / len(study) if len(study) else np.full((n_rep, len(prompts)), np.nan)
     low, high = _interval(prompt_sem[1:])
     by_prompt = prompts.assign(mean_e_sem=prompt_sem[0], ci_low=low, ci_high=high)
     by_prompt = by_prompt.sort_values("mean_e_sem", ascending=False, kind="stable")
@@ -237,7 +260,7 @@ def summarize(
         for prompt_category in prompts["category"].unique():
             pmask = (prompts["category"] == prompt_category).to_numpy()
             w = prompt_w[:, pmask]
-            values = _weighted_mean(sem[:, idx][:, :, pmask].mean(axis=1), w)
+            values = _weighted_mean((category_sum[category] / len(idx))[:, pmask], w)
             lo, hi = _interval(values[1:])
             rows.append(
                 {
