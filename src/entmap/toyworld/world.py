@@ -256,10 +256,10 @@ def read_shape(image: np.ndarray) -> str | None:
     the soft edges the VAE leaves. None: fewer than 3 object pixels.
     """
     m = object_map(image)
-    ys, xs = np.nonzero(m > 0.5)
-    if len(xs) < 3:
+    core = m > 0.5
+    if core.sum() < 3:
         return None
-    cx, cy, half = _box(m > 0.5)
+    cx, cy, half = _box(core)
     offsets = np.arange(-1.0, 1.01, 0.5)
     centres = np.array([(cx + dx, cy + dy) for dx in offsets for dy in offsets])
     halves = np.arange(max(half - 1.5, 2.0), half + 2.51, 0.25)
