@@ -10,7 +10,8 @@
   shifts against all base-model seed-pair shifts, Benjamini-Hochberg FDR over the cells of each
   population separately (study, external, control, variant), so adding a control moves no study q-value;
 * a linear mixed model of E_sem on method x subject category + prompt category with crossed
-  random intercepts for prompt and subject (statsmodels MixedLM, variance components);
+  random intercepts for prompt and subject, fitted by REML from cross-products
+  (entmap.analysis.crossed_reml; statsmodels' MixedLM gives the same numbers on small data);
 * per model, a paired test of the personalized against the base model's CLIP score across
   prompts: the per-prompt mean signed shift e_sem_signed = mean_k (a_pers,k - a_base,k) against 0,
   two-sided one-sample t-test and Wilcoxon signed-rank test (scipy), BH over the models of each
@@ -21,7 +22,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,9 @@ from scipy import linalg, stats
 
 from entmap.core.parquet_schemas import SCORES, read_tables
 from entmap.core.vocabulary import STUDY, SUBJECT_CATEGORIES, TRAINED_METHODS, population
+
+#: The mixed model's crossed random intercepts: variance component name -> the cells' column.
+RANDOM_INTERCEPTS: dict[str, str] = {"prompt": "prompt_id", "subject": "subject"}
 
 
 def mann_whitney(x: np.ndarray, y: np.ndarray, alternative: str = "greater") -> dict[str, Any]:
@@ -174,13 +177,18 @@ def paired_shift(cells: pd.DataFrame, alpha: float = 0.05, include_external: boo
 
 
 def mixed_model(cells: pd.DataFrame) -> dict[str, Any]:
-    """MixedLM: e_sem ~ C(method) * C(subject_category) + C(category), crossed random intercepts.
+    """Linear mixed model: e_sem ~ C(method) * C(subject_category) + C(category), crossed random intercepts.
 
     Fitted on the trained methods' cells (external adapters and controls are outside the
-    method x category design). Prompt and subject intercepts are variance components within one
-    all-encompassing group (statsmodels' way of fitting crossed random effects).
+    method x category design), by REML with crossed random intercepts for prompt and subject
+    (:func:`entmap.analysis.crossed_reml.fit_crossed_intercepts`, the numbers statsmodels'
+    ``MixedLM`` gives with both as variance components of one group, in memory that does not grow
+    with the cells x levels product). The fixed-effects design is statsmodels' formula interface's.
+    p-values are two-sided Wald z-tests, as MixedLM reports them.
     """
     import statsmodels.formula.api as smf
+
+    from entmap.analysis.crossed_reml import fit_crossed_intercepts
 
     data = cells[cells["subject_category"].isin(SUBJECT_CATEGORIES) & cells["method"].isin(TRAINED_METHODS)]
     data = data.copy()
@@ -193,32 +201,32 @@ def mixed_model(cells: pd.DataFrame) -> dict[str, Any]:
     else:  # an incomplete design: one factor per observed (method, subject category) pair
         data["method_x_subject_category"] = data["method"] + ":" + data["subject_category"]
         formula = "e_sem ~ C(method_x_subject_category) + C(category)"
-    data["all"] = 1
-    vc = {"prompt": "0 + C(prompt_id)", "subject": "0 + C(subject)"}
+    design = smf.ols(formula, data)
+    factors = {name: pd.factorize(data[column], sort=True)[0] for name, column in RANDOM_INTERCEPTS.items()}
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = smf.mixedlm(formula, data, groups="all", vc_formula=vc, re_formula="0")
-            fit = model.fit(reml=True)
+        fit = fit_crossed_intercepts(design.endog, design.exog, factors)
     except (ValueError, np.linalg.LinAlgError) as exc:
         return {"fitted": False, "reason": f"{type(exc).__name__}: {exc}", "formula": formula}
+    z = fit.beta / fit.standard_errors
+    p_values = 2.0 * stats.norm.sf(np.abs(z))
+    warnings_ = [f"the {name} variance component is on the boundary (0)" for name in fit.boundary]
+    if not fit.converged:
+        warnings_.append("the REML optimizer did not report convergence")
     return {
         "fitted": True,
         "formula": formula,
         "random_effects": "crossed random intercepts: prompt, subject (variance components)",
+        "fit": "REML from cross-products (entmap.analysis.crossed_reml)",
         "n_cells": int(len(data)),
-        "converged": bool(fit.converged),
+        "converged": fit.converged,
         "fixed_effects": {
-            name: {
-                "coef": float(fit.fe_params[name]),
-                "se": float(fit.bse_fe[name]),
-                "p": float(fit.pvalues[name]),
-            }
-            for name in fit.fe_params.index
+            name: {"coef": float(coef), "se": float(se), "p": float(p)}
+            for name, coef, se, p in zip(design.exog_names, fit.beta, fit.standard_errors, p_values, strict=True)
         },
-        "variance_components": dict(zip(model.exog_vc.names, map(float, fit.vcomp), strict=True)),
-        "residual_variance": float(fit.scale),
-        "warnings": sorted({str(w.message).splitlines()[0] for w in caught}),
+        "variance_components": fit.variance_components,
+        "residual_variance": fit.residual_variance,
+        "reml_deviance": fit.deviance,
+        "warnings": warnings_,
     }
 
 
