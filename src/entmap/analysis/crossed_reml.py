@@ -115,12 +115,12 @@ def fit_crossed_intercepts(y: np.ndarray, X: np.ndarray, factors: dict[str, np.n
     b = linalg.cho_solve(factor, c)
     dof = products.n - products.p
     sigma2 = float((products.yty - b @ c) / dof)
-    inverse = linalg.cho_solve(factor, np.eye(len(c)))
     q = products.q
+    xx_block = linalg.cho_solve(factor, np.eye(len(c))[:, q:])[q:]  # [A^-1]_XX: p columns, not all q + p
     names = list(factors)
     return CrossedFit(
         beta=b[q:],
-        beta_cov=sigma2 * inverse[q:, q:],
+        beta_cov=sigma2 * xx_block,
         variance_components={name: float(t**2 * sigma2) for name, t in zip(names, theta, strict=True)},
         residual_variance=sigma2,
         deviance=float(best.fun),
