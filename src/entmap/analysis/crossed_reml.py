@@ -86,12 +86,16 @@ class _CrossProducts:
         bottom = np.hstack([(lam[:, None] * self.ztx).T, self.xtx])
         return np.vstack([top, bottom]), np.concatenate([lam * self.zty, self.xty])
 
-    def deviance(self, theta: np.ndarray) -> float:
-        """The profiled REML deviance d(theta) of the module docstring."""
+    def solve(self, theta: np.ndarray) -> tuple[tuple[np.ndarray, bool], np.ndarray, float]:
+        """Cholesky factor of A, b = A^-1 c and the penalized residual sum of squares r^2 at ``theta``."""
         A, c = self.system(theta)
         factor = linalg.cho_factor(A, lower=True)
         b = linalg.cho_solve(factor, c)
-        r2 = self.yty - b @ c
+        return factor, b, float(self.yty - b @ c)
+
+    def deviance(self, theta: np.ndarray) -> float:
+        """The profiled REML deviance d(theta) of the module docstring."""
+        factor, _, r2 = self.solve(theta)
         dof = self.n - self.p
         return 2.0 * np.log(np.diag(factor[0])).sum() + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
 
@@ -110,13 +114,10 @@ def fit_crossed_intercepts(y: np.ndarray, X: np.ndarray, factors: dict[str, np.n
         if best is None or result.fun < best.fun:
             best = result
     theta = np.maximum(best.x, 0.0)
-    A, c = products.system(theta)
-    factor = linalg.cho_factor(A, lower=True)
-    b = linalg.cho_solve(factor, c)
-    dof = products.n - products.p
-    sigma2 = float((products.yty - b @ c) / dof)
+    factor, b, r2 = products.solve(theta)
+    sigma2 = r2 / (products.n - products.p)
     q = products.q
-    xx_block = linalg.cho_solve(factor, np.eye(len(c))[:, q:])[q:]  # [A^-1]_XX: p columns, not all q + p
+    xx_block = linalg.cho_solve(factor, np.eye(len(b))[:, q:])[q:]  # [A^-1]_XX: p columns, not all q + p
     names = list(factors)
     return CrossedFit(
         beta=b[q:],
